@@ -1,0 +1,19 @@
+//! u2ad-core: everything u2ad does to scans that is not deep learning.
+//!
+//! Reading and writing NIfTI exactly as nibabel reads it ([`volume`]), the cord, CSF and
+//! vertebral-level anatomy ([`anatomy`], [`levels`]), the U2AD preprocessing into 256 x 256
+//! sagittal samples with the map back to native voxels ([`sample`]), the prepared dataset
+//! file ([`dataset`]) and BIDS discovery ([`cohort`]).
+
+pub mod anatomy;
+pub mod cohort;
+pub mod dataset;
+pub mod error;
+pub mod levels;
+pub mod locate;
+pub mod npy;
+pub mod resample;
+pub mod sample;
+pub mod volume;
+
+pub use error::{CoreError, Result};

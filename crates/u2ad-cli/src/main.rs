@@ -1,1 +1,68 @@
-fn main(){}
+//! `u2ad`: unsupervised detection of T2 hyperintensities in the spinal cord on sagittal T2w MRI.
+//!
+//! One verb per task, as the Spinal Cord Toolbox: each verb lives in `commands/` and only parses
+//! its flags, calls the library crates and reports.
+
+mod commands;
+mod progress;
+mod sidecar;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "u2ad",
+    version,
+    about = "Find T2 hyperintensities in the spinal cord on sagittal T2-weighted MRI, without lesion labels",
+    long_about = "u2ad implements U2AD (Zhang et al., Medical Image Analysis 2026): a masked autoencoder learns \
+what a normal cord looks like from healthy scans, adapts to your cohort without labels, and flags \
+the cord regions it cannot reconstruct, per disc level (C2/C3 … C7/T1) and per patient.\n\n\
+Typical use: `u2ad prepare` your BIDS folder (T2w images with SCT or TotalSpineSeg cord masks and \
+levels), then train and detect."
+)]
+struct Cli {
+    /// Print more (repeat for debug output).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Print only errors and results.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Read scans and their cord/CSF masks and levels; write the 2-D samples the model uses.
+    Prepare(commands::prepare::PrepareArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = match (cli.quiet, cli.verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        _ => "debug",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| level.into()))
+        .with_writer(std::io::stderr)
+        .without_time()
+        .init();
+    let context = commands::Context { quiet: cli.quiet };
+    let result = match cli.command {
+        Command::Prepare(args) => commands::prepare::run(args, &context),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            // One line: the file and the problem.
+            let text = format!("{error:#}").replace('\n', " ");
+            eprintln!("u2ad: error: {text}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -11,9 +11,12 @@ pub mod dataset;
 pub mod error;
 pub mod levels;
 pub mod locate;
+pub mod metrics;
 pub mod npy;
+pub mod prepare;
 pub mod resample;
 pub mod sample;
+pub mod scoring;
 pub mod volume;
 
 pub use error::{CoreError, Result};

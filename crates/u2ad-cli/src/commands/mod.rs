@@ -1,0 +1,8 @@
+//! The verbs of the `u2ad` command line.
+
+pub mod prepare;
+
+/// What every verb needs from the global flags.
+pub struct Context {
+    pub quiet: bool,
+}

@@ -6,8 +6,8 @@ pub type Result<T, E = CoreError> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CoreError {
-    #[error("{path}: cannot read file: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {error}")]
+    Io { path: PathBuf, error: std::io::Error },
     #[error("{path}: not a NIfTI-1 file ({reason})")]
     NotNifti { path: PathBuf, reason: String },
     #[error("{path}: file is truncated or its gzip stream is corrupt ({reason})")]
@@ -36,7 +36,7 @@ pub enum CoreError {
 
 impl CoreError {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        CoreError::Io { path: path.into(), source }
+        CoreError::Io { path: path.into(), error: source }
     }
     pub fn input(path: impl Into<PathBuf>, detail: impl Into<String>) -> Self {
         CoreError::Input { path: path.into(), detail: detail.into() }

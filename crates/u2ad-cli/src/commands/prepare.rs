@@ -187,6 +187,9 @@ pub fn run(args: PrepareArgs, context: &Context) -> anyhow::Result<()> {
             Err(error) => failures.push((name, error)),
         }
     }
+    if failures.len() == 1 && dataset.meta.subjects.is_empty() && !args.skip_failed {
+        return Err(failures.remove(0).1.into());
+    }
     for (name, error) in &failures {
         eprintln!("u2ad: {name}: {error}");
     }

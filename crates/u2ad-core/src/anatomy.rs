@@ -26,9 +26,19 @@ use ndarray::{s, Array2, Array3, ArrayView, ArrayView2, ArrayView3, Axis, Dimens
 use crate::error::{CoreError, Result};
 use crate::volume::Volume;
 
-/// Voxels above `threshold`.
+/// Voxels above `threshold`, in standard (C) layout whatever the layout of `data` (a
+/// reoriented view has permuted, reversed strides).
 pub fn binarize(data: ArrayView3<'_, f32>, threshold: f32) -> Array3<bool> {
-    data.mapv(|v| v > threshold)
+    let mut mask = Array3::from_elem(data.dim(), false);
+    Zip::from(&mut mask).and(&data).for_each(|m, &v| *m = v > threshold);
+    mask
+}
+
+/// An owned copy in standard (C) layout.
+fn standard_copy(mask: ArrayView3<'_, bool>) -> Array3<bool> {
+    let mut out = Array3::from_elem(mask.dim(), false);
+    out.assign(&mask);
+    out
 }
 
 /// The cord mask of a cord-segmentation volume, in canonical order: voxels > 0.5.
@@ -141,7 +151,7 @@ fn unpadded(padded: &Array3<bool>, pad: [usize; 3], dim: (usize, usize, usize)) 
 /// array is background.
 fn morph_3d(mask: ArrayView3<'_, bool>, kernel: &Array3<bool>, steps: usize, dilate: bool) -> Array3<bool> {
     if steps == 0 || mask.is_empty() {
-        return mask.to_owned();
+        return standard_copy(mask);
     }
     let k = kernel.dim();
     let pad = [k.0 / 2, k.1 / 2, k.2 / 2];
@@ -212,7 +222,7 @@ pub fn dilate_ball_mm(mask: ArrayView3<'_, bool>, spacing_mm: [f64; 3], radius_m
             }
         }
     }
-    let mut out = mask.to_owned();
+    let mut out = standard_copy(mask);
     for ((i, j, k), &inside) in mask.indexed_iter() {
         if !inside {
             continue;

@@ -129,6 +129,9 @@ fn csf_probability_map_is_thresholded_at_one_half() {
     let s = subject("errsm30");
     let csf = load_csf_mask(&label_path("errsm30", "label-CSF_probseg"), &s.image).unwrap();
     assert_eq!(count(csf.iter().copied()), 7788);
+    // Canonical masks come in standard layout (the file is PSR: the view is permuted).
+    assert!(csf.is_standard_layout() && s.cord.is_standard_layout());
+    assert_eq!(csf.dim(), (52, 60, 55));
     let same = csf_mask(&Volume::read(label_path("errsm30", "label-CSF_probseg")).unwrap());
     assert_eq!(same, csf);
 }

@@ -3,12 +3,17 @@
 //!
 //! The affine is chosen as nibabel's `get_best_affine` does: the sform when its code is > 0,
 //! else the qform when its code is > 0, else the pixdim scaling centred on the volume.
+//! Reading is defensive: the whole file is decompressed (so the gzip checksum is verified), the
+//! header is validated before any data are decoded, and every problem with the input is a
+//! one-line [`CoreError`] naming the file, never a panic.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use nalgebra::{Matrix3, Matrix4, Vector3, Vector4};
 use ndarray::{Array3, ArrayView3, Axis};
-use nifti::{InMemNiftiVolume, NiftiHeader, NiftiObject, NiftiType, ReaderOptions};
+use nifti::{InMemNiftiVolume, NiftiHeader, NiftiType};
 
 use crate::error::{CoreError, Result};
 
@@ -125,39 +130,47 @@ impl Affine {
         [v[0], v[1], v[2]]
     }
 
-    /// The orientation code, as nibabel's `aff2axcodes` (largest direction cosine per voxel
-    /// axis, each world axis used once).
+    /// The orientation code, as nibabel's `aff2axcodes` (`io_orientation`): the direction cosines
+    /// are replaced by the closest orthogonal matrix (polar decomposition), then voxel axes are
+    /// taken in order 0, 1, 2, each assigned the world axis with the largest absolute cosine
+    /// among those not yet used.
     pub fn orientation(&self) -> Orientation {
         let spacing = self.spacing_mm();
         let mut cosines = Matrix3::zeros();
         for c in 0..3 {
+            let norm = if spacing[c] > 0.0 { spacing[c] } else { 1.0 };
             for r in 0..3 {
-                cosines[(r, c)] = if spacing[c] > 0.0 { self.0[(r, c)] / spacing[c] } else { 0.0 };
+                cosines[(r, c)] = self.0[(r, c)] / norm;
+            }
+        }
+        let mut rotation = Matrix3::zeros();
+        let svd = cosines.svd(true, true);
+        if let (Some(u), Some(v_t)) = (svd.u, svd.v_t) {
+            let largest = svd.singular_values.max();
+            let tolerance = largest * 3.0 * f64::EPSILON;
+            for i in 0..3 {
+                if svd.singular_values[i] > tolerance {
+                    rotation += u.column(i) * v_t.row(i);
+                }
             }
         }
         let mut codes = [AxisCode::R; 3];
         let mut used_world = [false; 3];
-        let mut used_voxel = [false; 3];
-        for _ in 0..3 {
-            let mut best = (0usize, 0usize, -1.0f64);
-            for c in 0..3 {
-                if used_voxel[c] {
+        for c in 0..3 {
+            let mut best: Option<(usize, f64)> = None;
+            for r in 0..3 {
+                if used_world[r] {
                     continue;
                 }
-                for r in 0..3 {
-                    if used_world[r] {
-                        continue;
-                    }
-                    let v = cosines[(r, c)].abs();
-                    if v > best.2 {
-                        best = (r, c, v);
-                    }
+                let v = rotation[(r, c)];
+                if best.is_none_or(|(_, b)| v.abs() > b.abs()) {
+                    best = Some((r, v));
                 }
             }
-            let (r, c, _) = best;
+            // Each voxel axis takes one of the world axes still free (there always is one).
+            let (r, v) = best.unwrap_or((c, 1.0));
             used_world[r] = true;
-            used_voxel[c] = true;
-            codes[c] = AxisCode::from_world_axis(r, cosines[(r, c)] >= 0.0);
+            codes[c] = AxisCode::from_world_axis(r, v >= 0.0);
         }
         Orientation(codes)
     }
@@ -202,8 +215,7 @@ impl Reorientation {
         let mut native = [0.0; 3];
         for a in 0..3 {
             let n = self.native_shape[self.native_axis[a]] as f64;
-            native[self.native_axis[a]] =
-                if self.flipped[a] { n - 1.0 - canonical[a] } else { canonical[a] };
+            native[self.native_axis[a]] = if self.flipped[a] { n - 1.0 - canonical[a] } else { canonical[a] };
         }
         native
     }
@@ -287,7 +299,28 @@ impl VoxelType {
             _ => return None,
         })
     }
+
+    /// The NIfTI-1 `datatype` code.
+    pub fn nifti_code(self) -> i16 {
+        match self {
+            VoxelType::UInt8 => NiftiType::Uint8 as i16,
+            VoxelType::Int16 => NiftiType::Int16 as i16,
+            VoxelType::UInt16 => NiftiType::Uint16 as i16,
+            VoxelType::Int32 => NiftiType::Int32 as i16,
+            VoxelType::Float32 => NiftiType::Float32 as i16,
+            VoxelType::Float64 => NiftiType::Float64 as i16,
+        }
+    }
 }
+
+/// Largest relative excess of the thickest voxel spacing over the thinnest for which a scan
+/// still counts as isotropic (see [`check_sagittal`]).
+pub const ANISOTROPY_TOLERANCE: f64 = 0.25;
+
+/// Default tolerance of [`Volume::check_same_grid`]: the largest distance (mm) by which any
+/// voxel centre may move between the two grids. Covers float32 rounding of headers rewritten
+/// by other tools; a real shift or rotation is far larger.
+pub const GRID_TOLERANCE_MM: f64 = 0.01;
 
 /// A 3-D scan or map as read from NIfTI.
 #[derive(Debug, Clone)]
@@ -302,51 +335,87 @@ pub struct Volume {
     pub path: PathBuf,
 }
 
-/// nibabel's rule for the quaternion's first component (`fillpositive`): w = sqrt(1 - b² - c² - d²),
-/// 0 when slightly negative through rounding, an error when clearly negative.
+/// Size of a NIfTI-1 header in bytes; single-file (`.nii`) data start at 352 or later.
+const NIFTI1_HEADER_BYTES: usize = 348;
+const NIFTI1_MIN_VOX_OFFSET: usize = 352;
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+/// nibabel's `Nifti1Header.quaternion_threshold`.
+const QUATERNION_THRESHOLD: f64 = 3.0 * f32::EPSILON as f64;
+
+/// nibabel's `fillpositive`: w = sqrt(1 - b² - c² - d²), 0 when |1 - b² - c² - d²| is below the
+/// float32 threshold, an error when clearly negative.
 fn quaternion_w(b: f64, c: f64, d: f64) -> Option<f64> {
     let w2 = 1.0 - (b * b + c * c + d * d);
-    let threshold = -(f32::EPSILON as f64) * 3.0;
-    if w2 < threshold {
-        None
-    } else if w2 < 0.0 {
+    if w2.abs() < QUATERNION_THRESHOLD {
         Some(0.0)
+    } else if w2 < 0.0 || !w2.is_finite() {
+        None
     } else {
         Some(w2.sqrt())
     }
 }
 
-/// The affine chosen as nibabel's `Nifti1Header.get_best_affine`.
+/// nibabel's `quat2mat` (normalises the quaternion).
+fn quaternion_matrix(w: f64, x: f64, y: f64, z: f64) -> Matrix3<f64> {
+    let nq = w * w + x * x + y * y + z * z;
+    if nq < f64::EPSILON {
+        return Matrix3::identity();
+    }
+    let s = 2.0 / nq;
+    let (xs, ys, zs) = (x * s, y * s, z * s);
+    let (wx, wy, wz) = (w * xs, w * ys, w * zs);
+    let (xx, xy, xz) = (x * xs, x * ys, x * zs);
+    let (yy, yz, zz) = (y * ys, y * zs, z * zs);
+    Matrix3::new(
+        1.0 - (yy + zz),
+        xy - wz,
+        xz + wy,
+        xy + wz,
+        1.0 - (xx + zz),
+        yz - wx,
+        xz - wy,
+        yz + wx,
+        1.0 - (xx + yy),
+    )
+}
+
+/// A `qform_code`/`sform_code` that nibabel accepts (others are reset to 0 on load).
+fn xform_code_valid(code: i16) -> bool {
+    (1..=5).contains(&code)
+}
+
+/// pixdim[1..=3] as nibabel fixes them on load: 0 becomes 1, negatives their absolute value.
+fn fixed_zooms(header: &NiftiHeader) -> [f64; 3] {
+    let mut zooms = [0.0; 3];
+    for (a, z) in zooms.iter_mut().enumerate() {
+        let v = header.pixdim[a + 1] as f64;
+        *z = if v == 0.0 { 1.0 } else { v.abs() };
+    }
+    zooms
+}
+
+/// The affine chosen as nibabel's `Nifti1Header.get_best_affine` after nibabel's header fixes:
+/// the sform when its code is valid and > 0, else the qform when its code is valid and > 0, else
+/// the pixdim scaling centred on the volume with x flipped.
 pub fn header_affine(header: &NiftiHeader, path: &Path) -> Result<Affine> {
-    if header.sform_code > 0 {
+    let affine = if xform_code_valid(header.sform_code) {
         let mut m = Matrix4::identity();
         for c in 0..4 {
             m[(0, c)] = header.srow_x[c] as f64;
             m[(1, c)] = header.srow_y[c] as f64;
             m[(2, c)] = header.srow_z[c] as f64;
         }
-        return Ok(Affine(m));
-    }
-    let pixdim = [header.pixdim[1] as f64, header.pixdim[2] as f64, header.pixdim[3] as f64];
-    if header.qform_code > 0 {
+        m
+    } else if xform_code_valid(header.qform_code) {
         let (b, c, d) = (header.quatern_b as f64, header.quatern_c as f64, header.quatern_d as f64);
         let a = quaternion_w(b, c, d).ok_or_else(|| CoreError::Header {
             path: path.to_path_buf(),
-            detail: format!("invalid qform quaternion (b² + c² + d² = {:.4} > 1) and no sform", b * b + c * c + d * d),
+            detail: format!("invalid qform quaternion (b² + c² + d² = {:.7} > 1) and no sform", b * b + c * c + d * d),
         })?;
-        let r = Matrix3::new(
-            a * a + b * b - c * c - d * d,
-            2.0 * (b * c - a * d),
-            2.0 * (b * d + a * c),
-            2.0 * (b * c + a * d),
-            a * a + c * c - b * b - d * d,
-            2.0 * (c * d - a * b),
-            2.0 * (b * d - a * c),
-            2.0 * (c * d + a * b),
-            a * a + d * d - c * c - b * b,
-        );
-        let qfac = if header.pixdim[0] < 0.0 { -1.0 } else { 1.0 };
-        let zooms = [pixdim[0], pixdim[1], pixdim[2] * qfac];
+        let r = quaternion_matrix(a, b, c, d);
+        let qfac = if header.pixdim[0] == -1.0 { -1.0 } else { 1.0 };
+        let mut zooms = fixed_zooms(header);
+        zooms[2] *= qfac;
         let mut m = Matrix4::identity();
         for row in 0..3 {
             for col in 0..3 {
@@ -356,98 +425,237 @@ pub fn header_affine(header: &NiftiHeader, path: &Path) -> Result<Affine> {
         m[(0, 3)] = header.quatern_x as f64;
         m[(1, 3)] = header.quatern_y as f64;
         m[(2, 3)] = header.quatern_z as f64;
-        return Ok(Affine(m));
+        m
+    } else {
+        // nibabel's base affine (`shape_zoom_affine` with x flipped): origin at the centre.
+        let rank = (header.dim[0] as usize).clamp(1, 7);
+        let zooms = fixed_zooms(header);
+        let mut m = Matrix4::identity();
+        for a in 0..3 {
+            let n = if a < rank { header.dim[a + 1] as f64 } else { 1.0 };
+            let zoom = if a == 0 { -zooms[a] } else { zooms[a] };
+            m[(a, a)] = zoom;
+            m[(a, 3)] = -(n - 1.0) / 2.0 * zoom;
+        }
+        m
+    };
+    if affine.iter().any(|v| !v.is_finite()) {
+        return Err(CoreError::Header {
+            path: path.to_path_buf(),
+            detail: "the voxel-to-world affine holds NaN or infinite values".into(),
+        });
     }
-    // nibabel's base affine: x flipped, origin at the volume centre.
-    let mut m = Matrix4::identity();
-    let zooms = [-pixdim[0], pixdim[1], pixdim[2]];
-    for a in 0..3 {
-        let n = header.dim[a + 1].max(1) as f64;
-        m[(a, a)] = zooms[a];
-        m[(a, 3)] = -(n - 1.0) / 2.0 * zooms[a];
+    let det = affine.fixed_view::<3, 3>(0, 0).determinant();
+    if det.abs() < 1e-12 {
+        return Err(CoreError::Header {
+            path: path.to_path_buf(),
+            detail: "the voxel-to-world affine is singular (a voxel axis has no direction)".into(),
+        });
     }
-    Ok(Affine(m))
+    Ok(Affine(affine))
 }
 
-fn classify_nifti_error(path: &Path, err: nifti::NiftiError) -> CoreError {
-    use nifti::NiftiError as E;
-    let text = err.to_string();
-    match err {
-        E::Io(io) => {
-            let kind = io.kind();
-            if kind == std::io::ErrorKind::NotFound || kind == std::io::ErrorKind::PermissionDenied {
-                CoreError::io(path, io)
-            } else if kind == std::io::ErrorKind::UnexpectedEof {
-                CoreError::Truncated { path: path.to_path_buf(), reason: "unexpected end of file".into() }
-            } else if kind == std::io::ErrorKind::InvalidInput || kind == std::io::ErrorKind::InvalidData {
-                CoreError::Truncated { path: path.to_path_buf(), reason: io.to_string() }
-            } else {
-                CoreError::io(path, io)
-            }
-        }
-        E::InvalidFormat | E::InvalidCode(..) => {
-            CoreError::NotNifti { path: path.to_path_buf(), reason: text }
-        }
-        E::IncompatibleLength(..) => CoreError::Truncated { path: path.to_path_buf(), reason: text },
-        E::UnsupportedDataType(t) => CoreError::DataType { path: path.to_path_buf(), datatype: format!("{t:?}") },
-        _ => CoreError::NotNifti { path: path.to_path_buf(), reason: text },
+/// Reads a whole file, gunzipping it when it starts with the gzip magic (whatever its name), and
+/// checking the gzip checksum, so that a corrupt or truncated `.nii.gz` is an error.
+fn read_file_bytes(path: &Path) -> Result<Vec<u8>> {
+    let raw = std::fs::read(path).map_err(|e| CoreError::io(path, e))?;
+    if !raw.starts_with(&GZIP_MAGIC) {
+        return Ok(raw);
     }
+    let mut out = Vec::new();
+    // The gzip trailer stores the uncompressed size (mod 2³²); deflate never expands more than
+    // ~1032 times, which bounds a corrupt trailer's claim.
+    if raw.len() >= 4 {
+        let isize = u32::from_le_bytes(raw[raw.len() - 4..].try_into().unwrap_or([0; 4])) as usize;
+        let _ = out.try_reserve_exact(isize.min(raw.len().saturating_mul(1032)));
+    }
+    flate2::read::MultiGzDecoder::new(&raw[..]).read_to_end(&mut out).map_err(|e| gzip_error(path, e))?;
+    Ok(out)
+}
+
+/// Reads the first `limit` bytes of a file (gunzipped when it is gzip).
+fn read_file_prefix(path: &Path, limit: usize) -> Result<Vec<u8>> {
+    let mut file = std::fs::File::open(path).map_err(|e| CoreError::io(path, e))?;
+    let mut magic = Vec::with_capacity(2);
+    (&mut file).take(2).read_to_end(&mut magic).map_err(|e| CoreError::io(path, e))?;
+    let mut out = Vec::with_capacity(limit);
+    if magic == GZIP_MAGIC {
+        let reader = std::io::Cursor::new(magic).chain(std::io::BufReader::new(file));
+        let mut decoder = flate2::read::MultiGzDecoder::new(reader).take(limit as u64);
+        decoder.read_to_end(&mut out).map_err(|e| gzip_error(path, e))?;
+    } else {
+        out.extend_from_slice(&magic);
+        file.take(limit.saturating_sub(2) as u64).read_to_end(&mut out).map_err(|e| CoreError::io(path, e))?;
+    }
+    Ok(out)
+}
+
+fn gzip_error(path: &Path, err: std::io::Error) -> CoreError {
+    let reason = match err.kind() {
+        std::io::ErrorKind::UnexpectedEof => "the gzip stream ends early".to_string(),
+        _ => err.to_string(),
+    };
+    CoreError::Truncated { path: path.to_path_buf(), reason }
+}
+
+/// What a file that is not NIfTI-1 seems to be, for the error message.
+fn describe_non_nifti(bytes: &[u8]) -> String {
+    let at = |offset: usize, magic: &[u8]| {
+        bytes.len() >= offset + magic.len() && &bytes[offset..offset + magic.len()] == magic
+    };
+    if at(0, b"\x93NUMPY") {
+        "it is a NumPy .npy array".into()
+    } else if at(4, b"n+2\0") || at(4, b"ni2\0") {
+        "it is NIfTI-2: convert it to NIfTI-1, e.g. with nibabel".into()
+    } else if at(128, b"DICM") {
+        "it is DICOM: convert it to NIfTI first, e.g. with dcm2niix".into()
+    } else if at(0, b"NRRD") {
+        "it is NRRD".into()
+    } else if at(0, b"PK\x03\x04") {
+        "it is a zip archive".into()
+    } else if bytes.len() < NIFTI1_HEADER_BYTES {
+        format!("{} bytes, shorter than a NIfTI-1 header ({NIFTI1_HEADER_BYTES} bytes)", bytes.len())
+    } else {
+        "no NIfTI-1 magic 'n+1' at byte 344".into()
+    }
+}
+
+/// Parses and checks a NIfTI-1 single-file header at the start of `bytes`.
+fn parse_header(bytes: &[u8], path: &Path) -> Result<NiftiHeader> {
+    let not_nifti = |reason: String| CoreError::NotNifti { path: path.to_path_buf(), reason };
+    if bytes.len() < NIFTI1_HEADER_BYTES {
+        return Err(not_nifti(describe_non_nifti(bytes)));
+    }
+    match &bytes[344..348] {
+        b"n+1\0" => {}
+        b"ni1\0" => {
+            return Err(not_nifti(
+                "it is the header of a .hdr/.img pair: convert it to a single .nii or .nii.gz".into(),
+            ))
+        }
+        _ => return Err(not_nifti(describe_non_nifti(bytes))),
+    }
+    NiftiHeader::from_reader(&bytes[..NIFTI1_HEADER_BYTES]).map_err(|e| not_nifti(e.to_string()))
 }
 
 /// Reads the header only (cheap: grids can be compared before any data is decoded).
 pub fn read_header(path: &Path) -> Result<NiftiHeader> {
-    if !path.exists() {
-        return Err(CoreError::io(path, std::io::Error::new(std::io::ErrorKind::NotFound, "no such file")));
+    let bytes = read_file_prefix(path, NIFTI1_HEADER_BYTES)?;
+    parse_header(&bytes, path)
+}
+
+/// Shape, data type and data offset of a header, checked against what u2ad reads.
+struct Layout {
+    shape: [usize; 3],
+    datatype: NiftiType,
+    voxel_type: VoxelType,
+    offset: usize,
+    nbytes: usize,
+}
+
+fn check_layout(header: &NiftiHeader, path: &Path) -> Result<Layout> {
+    let header_error = |detail: String| CoreError::Header { path: path.to_path_buf(), detail };
+    let rank = header.dim[0] as usize;
+    if !(1..=7).contains(&rank) {
+        return Err(header_error(format!(
+            "dim[0] = {} is not a number of dimensions from 1 to 7",
+            header.dim[0] as i16
+        )));
     }
-    NiftiHeader::from_file(path).map_err(|e| classify_nifti_error(path, e))
+    // NIfTI dimensions are signed 16-bit; the reader gives them unsigned.
+    let dims: Vec<i64> = (1..=rank).map(|a| header.dim[a] as i16 as i64).collect();
+    if let Some(a) = dims.iter().position(|&n| n < 1) {
+        return Err(header_error(format!("dimension {} has {} voxels", a + 1, dims[a])));
+    }
+    let is_single_volume = rank >= 3 && dims[3..].iter().all(|&n| n == 1);
+    if !is_single_volume {
+        return Err(CoreError::Dimensions {
+            path: path.to_path_buf(),
+            dims: dims.iter().map(|&n| n as usize).collect(),
+        });
+    }
+    let shape = [dims[0] as usize, dims[1] as usize, dims[2] as usize];
+    let datatype = header.data_type().map_err(|_| CoreError::DataType {
+        path: path.to_path_buf(),
+        datatype: format!("code {} (unknown)", header.datatype),
+    })?;
+    let voxel_type = VoxelType::from_nifti(datatype)
+        .ok_or_else(|| CoreError::DataType { path: path.to_path_buf(), datatype: format!("{datatype:?}") })?;
+    let vox_offset = header.vox_offset;
+    if !vox_offset.is_finite() || (vox_offset as f64) < NIFTI1_MIN_VOX_OFFSET as f64 {
+        return Err(header_error(format!(
+            "vox_offset = {vox_offset} lies inside the header (a .nii file's data start at byte {NIFTI1_MIN_VOX_OFFSET} or later)"
+        )));
+    }
+    let offset = vox_offset as usize;
+    let nbytes = shape
+        .iter()
+        .try_fold(datatype.size_of(), |acc, &n| acc.checked_mul(n))
+        .ok_or_else(|| header_error(format!("dimensions {shape:?} are too large")))?;
+    Ok(Layout { shape, datatype, voxel_type, offset, nbytes })
+}
+
+/// nibabel's `get_slope_inter`: a slope of 0 or non-finite means no scaling; a valid slope with a
+/// non-finite intercept is an error.
+fn scaling(header: &NiftiHeader, path: &Path) -> Result<Option<(f64, f64)>> {
+    let slope = header.scl_slope as f64;
+    let inter = header.scl_inter as f64;
+    if slope == 0.0 || !slope.is_finite() {
+        return Ok(None);
+    }
+    if !inter.is_finite() {
+        return Err(CoreError::Header {
+            path: path.to_path_buf(),
+            detail: format!("scl_slope = {slope} but scl_inter = {inter}"),
+        });
+    }
+    Ok(if slope == 1.0 && inter == 0.0 { None } else { Some((slope, inter)) })
 }
 
 impl Volume {
-    /// Reads a `.nii` or `.nii.gz` 3-D image (or 4-D with one volume).
+    /// Reads a `.nii` or `.nii.gz` 3-D image (or 4-D with one volume) as nibabel reads it: the
+    /// voxel values after `scl_slope`/`scl_inter`, the affine of `get_best_affine`. Gzip is
+    /// recognised by its magic bytes, not the file name. Every problem with the file is a
+    /// one-line [`CoreError`] naming it; voxels that are NaN or infinite are an error.
     pub fn read(path: impl AsRef<Path>) -> Result<Volume> {
         let path = path.as_ref();
-        if !path.exists() {
-            return Err(CoreError::io(path, std::io::Error::new(std::io::ErrorKind::NotFound, "no such file")));
-        }
-        let object = ReaderOptions::new().read_file(path).map_err(|e| classify_nifti_error(path, e))?;
-        let header = object.header().clone();
-        let rank = header.dim[0] as usize;
-        let dims: Vec<usize> = (1..=rank.min(7)).map(|a| header.dim[a] as usize).collect();
-        let is_3d = rank == 3 || (rank == 4 && header.dim[4] == 1);
-        if !is_3d {
-            return Err(CoreError::Dimensions { path: path.to_path_buf(), dims });
-        }
-        let datatype = header.data_type().map_err(|e| classify_nifti_error(path, e))?;
-        let voxel_type = VoxelType::from_nifti(datatype)
-            .ok_or_else(|| CoreError::DataType { path: path.to_path_buf(), datatype: format!("{datatype:?}") })?;
+        let bytes = read_file_bytes(path)?;
+        let header = parse_header(&bytes, path)?;
+        let layout = check_layout(&header, path)?;
+        let scale = scaling(&header, path)?;
         let affine = header_affine(&header, path)?;
 
-        let raw = object.into_volume().into_raw_data();
-        let mut raw_dim = [1u16; 8];
-        raw_dim[0] = 3;
-        raw_dim[1..4].copy_from_slice(&header.dim[1..4]);
-        let unscaled = InMemNiftiVolume::from_raw_fields(raw_dim, datatype, 0.0, 0.0, raw, header.endianness)
-            .map_err(|e| classify_nifti_error(path, e))?;
+        let available = bytes.len().saturating_sub(layout.offset);
+        if available < layout.nbytes {
+            return Err(CoreError::Truncated {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "{:?} {:?} voxels need {} bytes of data from byte {}, the file holds {}",
+                    layout.shape, layout.datatype, layout.nbytes, layout.offset, available
+                ),
+            });
+        }
+        let raw = bytes[layout.offset..layout.offset + layout.nbytes].to_vec();
+        drop(bytes);
+        let [nx, ny, nz] = layout.shape;
+        let raw_dim = [3, nx as u16, ny as u16, nz as u16, 1, 1, 1, 1];
         use nifti::IntoNdArray;
-        let data = unscaled
-            .into_ndarray::<f64>()
-            .map_err(|e| classify_nifti_error(path, e))?
+        let decoded = InMemNiftiVolume::from_raw_fields(raw_dim, layout.datatype, 0.0, 0.0, raw, header.endianness)
+            .and_then(|v| v.into_ndarray::<f64>())
+            .map_err(|e| CoreError::NotNifti { path: path.to_path_buf(), reason: e.to_string() })?;
+        let decoded = decoded
             .into_dimensionality::<ndarray::Ix3>()
             .map_err(|e| CoreError::NotNifti { path: path.to_path_buf(), reason: e.to_string() })?;
-        // nibabel: a slope of 0 or NaN means no scaling; a NaN intercept means 0.
-        let slope = header.scl_slope as f64;
-        let inter = header.scl_inter as f64;
-        let (slope, inter) = if slope == 0.0 || !slope.is_finite() {
-            (1.0, 0.0)
-        } else {
-            (slope, if inter.is_finite() { inter } else { 0.0 })
+        let data: Array3<f32> = match scale {
+            Some((slope, inter)) => decoded.mapv(|v| (v * slope + inter) as f32),
+            None => decoded.mapv(|v| v as f32),
         };
-        let data: Array3<f32> = data.mapv(|v| (v * slope + inter) as f32).as_standard_layout().to_owned();
+        let data = data.as_standard_layout().into_owned();
         let non_finite = data.iter().filter(|v| !v.is_finite()).count();
         if non_finite > 0 {
             return Err(CoreError::NonFinite { path: path.to_path_buf(), count: non_finite });
         }
-        Ok(Volume { data, affine, header, voxel_type, path: path.to_path_buf() })
+        Ok(Volume { data, affine, header, voxel_type: layout.voxel_type, path: path.to_path_buf() })
     }
 
     pub fn shape(&self) -> [usize; 3] {
@@ -467,8 +675,20 @@ impl Volume {
         Reorientation::from_orientation(self.orientation(), self.shape())
     }
 
-    /// Checks that `other` lies on this volume's grid: the same shape, and affines equal within
-    /// `tolerance_mm` (entries of the 4 x 4 matrix).
+    /// The affine of the canonical (RAS+) voxel order, as nibabel's
+    /// `as_closest_canonical(img).affine`.
+    pub fn canonical_affine(&self) -> Affine {
+        self.reorientation().canonical_affine(&self.affine)
+    }
+
+    /// The voxel values in canonical (RAS+) order (a view: no copy).
+    pub fn canonical_data(&self) -> ArrayView3<'_, f32> {
+        self.reorientation().to_canonical(self.data.view())
+    }
+
+    /// Checks that `other` lies on this volume's grid: the same shape, and no voxel centre
+    /// moved by more than `tolerance_mm` between the two affines (the largest displacement over
+    /// the corners of the volume; [`GRID_TOLERANCE_MM`] is the default to use).
     pub fn check_same_grid(&self, other: &Volume, tolerance_mm: f64) -> Result<()> {
         if self.shape() != other.shape() {
             return Err(CoreError::GridMismatch {
@@ -477,12 +697,23 @@ impl Volume {
                 detail: format!("shape {:?} differs from {:?}", other.shape(), self.shape()),
             });
         }
-        let diff = self.affine.max_abs_difference(&other.affine);
-        if diff > tolerance_mm {
+        let shape = self.shape();
+        let mut largest = 0.0f64;
+        for corner in 0..8 {
+            let ijk = [0, 1, 2].map(|a| if corner & (1 << a) != 0 { (shape[a] - 1) as f64 } else { 0.0 });
+            let p = self.affine.voxel_to_world(ijk);
+            let q = other.affine.voxel_to_world(ijk);
+            let d = ((p[0] - q[0]).powi(2) + (p[1] - q[1]).powi(2) + (p[2] - q[2]).powi(2)).sqrt();
+            largest = largest.max(d);
+        }
+        if largest > tolerance_mm || largest.is_nan() {
             return Err(CoreError::GridMismatch {
                 path: other.path.clone(),
                 reference: self.path.clone(),
-                detail: format!("affines differ by up to {diff:.4} mm (tolerance {tolerance_mm} mm)"),
+                detail: format!(
+                    "same shape {shape:?} but voxels lie up to {} mm apart (tolerance {tolerance_mm} mm)",
+                    format_mm(largest)
+                ),
             });
         }
         Ok(())
@@ -490,6 +721,11 @@ impl Volume {
 
     /// Writes `data` (native voxel order, this volume's shape) onto exactly this volume's grid
     /// and header, as `voxel_type`, atomically (temporary file in the same folder, then rename).
+    ///
+    /// The written header is the reference header with the sform, qform, their codes and pixdim
+    /// unchanged; only the shape (3-D), data type, `scl_slope` = 1, `scl_inter` = 0,
+    /// `cal_min`/`cal_max` = 0, the intent (none) and the byte order (native) change. Integer
+    /// types round and saturate. `path` must end in `.nii` or `.nii.gz` (gzip).
     pub fn write_like(&self, data: ArrayView3<'_, f32>, voxel_type: VoxelType, path: &Path) -> Result<()> {
         if data.shape() != self.data.shape() {
             return Err(CoreError::input(
@@ -497,6 +733,14 @@ impl Volume {
                 format!("map shape {:?} differs from the reference grid {:?}", data.shape(), self.shape()),
             ));
         }
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let compressed = if name.ends_with(".nii.gz") {
+            true
+        } else if name.ends_with(".nii") {
+            false
+        } else {
+            return Err(CoreError::input(path, "output file name must end in .nii or .nii.gz"));
+        };
         let mut header = self.header.clone();
         header.scl_slope = 1.0;
         header.scl_inter = 0.0;
@@ -504,8 +748,19 @@ impl Volume {
         header.pixdim[4] = 1.0;
         header.cal_min = 0.0;
         header.cal_max = 0.0;
-        header.vox_offset = 352.0;
+        header.intent_code = 0;
+        header.intent_p1 = 0.0;
+        header.intent_p2 = 0.0;
+        header.intent_p3 = 0.0;
+        header.intent_name = [0; 16];
+        header.vox_offset = NIFTI1_MIN_VOX_OFFSET as f32;
         header.endianness = nifti::Endianness::native();
+        let element_bytes = match voxel_type {
+            VoxelType::UInt8 => 1,
+            VoxelType::Int16 | VoxelType::UInt16 => 2,
+            VoxelType::Int32 | VoxelType::Float32 => 4,
+            VoxelType::Float64 => 8,
+        };
         write_atomically(path, |tmp| {
             let options = nifti::writer::WriterOptions::new(tmp).reference_header(&header);
             let result = match voxel_type {
@@ -513,29 +768,111 @@ impl Volume {
                 VoxelType::Int16 => options.write_nifti(&data.mapv(|v| v.round().clamp(-32768.0, 32767.0) as i16)),
                 VoxelType::UInt16 => options.write_nifti(&data.mapv(|v| v.round().clamp(0.0, 65535.0) as u16)),
                 VoxelType::Int32 => options.write_nifti(&data.mapv(|v| v.round() as i32)),
-                VoxelType::Float32 => options.write_nifti(&data.to_owned()),
+                VoxelType::Float32 => options.write_nifti(&data),
                 VoxelType::Float64 => options.write_nifti(&data.mapv(|v| v as f64)),
             };
-            result.map_err(|e| classify_nifti_error(tmp, e))
+            result.map_err(|e| match e {
+                nifti::NiftiError::Io(io) => CoreError::input(path, format!("cannot write file: {io}")),
+                other => CoreError::input(path, format!("cannot write NIfTI: {other}")),
+            })?;
+            if !compressed {
+                // The writer flushes an uncompressed file when dropping its buffer, where a
+                // failure (a full disk) would go unseen: check that everything arrived.
+                let expected = (NIFTI1_MIN_VOX_OFFSET + data.len() * element_bytes) as u64;
+                let written = std::fs::metadata(tmp)
+                    .map_err(|e| CoreError::input(path, format!("cannot write file: {e}")))?
+                    .len();
+                if written != expected {
+                    return Err(CoreError::input(
+                        path,
+                        format!("incomplete write: {written} of {expected} bytes (is the disk full?)"),
+                    ));
+                }
+            }
+            Ok(())
         })
     }
+}
+
+/// A length in mm for messages: up to 3 decimals, trailing zeros dropped.
+fn format_mm(v: f64) -> String {
+    let s = format!("{v:.3}");
+    let s = if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s };
+    if s == "-0" {
+        "0".into()
+    } else {
+        s
+    }
+}
+
+/// Checks that `volume` is a sagittal scan: when its voxels are anisotropic (the largest spacing
+/// exceeds the smallest by more than [`ANISOTROPY_TOLERANCE`]), the thick (slice) axis must
+/// point left-right. Isotropic scans are accepted whatever the acquisition plane, since they can
+/// be resliced sagittally without loss. Otherwise [`CoreError::NotSagittal`].
+pub fn check_sagittal(volume: &Volume) -> Result<()> {
+    let spacing = volume.spacing_mm();
+    let orientation = volume.orientation();
+    let thinnest = spacing.iter().copied().fold(f64::INFINITY, f64::min);
+    let thickest = spacing.iter().copied().fold(0.0, f64::max);
+    if thickest <= thinnest * (1.0 + ANISOTROPY_TOLERANCE) {
+        // Isotropic voxels: a slab (an extent less than half of both others) tells the slice
+        // direction; a sagittal slab is thin left-right, a whole 3-D volume passes.
+        let shape = volume.shape();
+        let extent_mm: Vec<f64> = (0..3).map(|a| shape[a] as f64 * spacing[a]).collect();
+        let slab = (0..3).find(|&a| (0..3).all(|b| b == a || extent_mm[a] < 0.5 * extent_mm[b]));
+        if let Some(axis) = slab.filter(|&a| orientation.0[a].world_axis().0 != 0) {
+            let plane = if orientation.0[axis].world_axis().0 == 1 { "coronal" } else { "axial" };
+            return Err(CoreError::NotSagittal {
+                path: volume.path.clone(),
+                detail: format!(
+                    "{plane} slab: {} x {} x {} voxels ({orientation}) of {} mm, only {:.0} mm along voxel axis {axis}; \
+                     u2ad needs sagittal slices",
+                    shape[0], shape[1], shape[2], format_mm(spacing[0]), extent_mm[axis]
+                ),
+            });
+        }
+        return Ok(());
+    }
+    let left_right = (0..3).find(|&a| orientation.0[a].world_axis().0 == 0).unwrap_or(0);
+    // The left-right axis may tie with another thick axis (up to rounding) and still pass.
+    if spacing[left_right] >= thickest * (1.0 - 1e-3) {
+        return Ok(());
+    }
+    let thick = (0..3).fold(0, |best, a| if spacing[a] > spacing[best] { a } else { best });
+    let (plane, direction) = match orientation.0[thick].world_axis().0 {
+        1 => ("coronal", "anterior-posterior"),
+        _ => ("axial", "inferior-superior"),
+    };
+    Err(CoreError::NotSagittal {
+        path: volume.path.clone(),
+        detail: format!(
+            "{plane} slices: voxels are {} x {} x {} mm ({}), thickest along {direction} (voxel axis {thick}); \
+             u2ad needs sagittal slices, thickest along left-right",
+            format_mm(spacing[0]),
+            format_mm(spacing[1]),
+            format_mm(spacing[2]),
+            orientation,
+        ),
+    })
 }
 
 /// Writes a file through `write` into a temporary sibling, then renames it onto `path`, so that
 /// a failure never leaves a half-written output. The temporary name keeps the extension.
 pub fn write_atomically(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or_else(|| Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| CoreError::io(dir, e))?;
+    std::fs::create_dir_all(dir).map_err(|e| CoreError::input(dir, format!("cannot create the output folder: {e}")))?;
     let name = path
         .file_name()
         .ok_or_else(|| CoreError::input(path, "output path has no file name"))?
         .to_string_lossy()
         .into_owned();
-    let tmp = dir.join(format!(".tmp-{}-{}", std::process::id(), name));
+    let unique = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let tmp = dir.join(format!(".tmp-{}-{}-{}", std::process::id(), unique, name));
     match write(&tmp) {
         Ok(()) => std::fs::rename(&tmp, path).map_err(|e| {
             let _ = std::fs::remove_file(&tmp);
-            CoreError::io(path, e)
+            CoreError::input(path, format!("cannot write file: {e}"))
         }),
         Err(e) => {
             let _ = std::fs::remove_file(&tmp);

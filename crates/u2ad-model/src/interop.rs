@@ -81,6 +81,8 @@ pub enum InteropError {
     Record { path: String, source: RecorderError },
     #[error("{path}: weights the model has no place for (a different configuration?): {keys:?}")]
     UnexpectedKeys { path: String, keys: Vec<String> },
+    #[error("{path}: {detail}")]
+    ModelFile { path: String, detail: String },
 }
 
 /// The reference-to-ours key remapper.

@@ -49,6 +49,7 @@ pub mod loss;
 pub mod mae;
 pub mod masking;
 pub mod mc;
+pub mod model_file;
 pub mod pos_embed;
 pub mod sobel;
 pub mod vit;
@@ -61,5 +62,6 @@ pub use interop::{
 pub use loss::{reconstruction_loss, LossConfig, LossTerms, StructureWeight};
 pub use mae::{mask_tensor, patchify, unpatchify, MaskedAutoencoder, Reconstruction};
 pub use masking::{mask_patches, masked_count, MaskingError, MaskingInput, MaskingStrategy};
+pub use model_file::{load_model, read_model_info, save_model, ModelInfo};
 pub use mc::{mc_inference, McConfig, McMaps, McSchedule, McSlice};
 pub use sobel::edge_magnitude;

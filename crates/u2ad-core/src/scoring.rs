@@ -262,10 +262,18 @@ pub fn erode_3x3(mask: &[u8], shape: PlaneShape) -> Vec<u8> {
     eroded
 }
 
+/// The 8-connected components of a binary plane.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ComponentLabels {
+    /// Per pixel: 0 background, 1..=count the component.
+    pub labels: Vec<u32>,
+    pub count: u32,
+}
+
 /// Labels the 8-connected components of `foreground`, numbering them 1, 2, … in the raster order
-/// of their first pixel (as cv2 and scipy do); 0 is background. Returns the labels and the count.
+/// of their first pixel (as cv2 and scipy do); 0 is background.
 /// Hand-written: a 2-D flood fill is 20 lines, and ndarray-ndimage labels 3-D arrays only.
-pub fn label_components_8(foreground: &[bool], shape: PlaneShape) -> (Vec<u32>, u32) {
+pub fn label_components_8(foreground: &[bool], shape: PlaneShape) -> ComponentLabels {
     shape.check(foreground.len(), "foreground");
     let (rows, cols) = (shape.rows as isize, shape.cols as isize);
     let mut labels = vec![0u32; foreground.len()];
@@ -295,7 +303,7 @@ pub fn label_components_8(foreground: &[bool], shape: PlaneShape) -> (Vec<u32>, 
             }
         }
     }
-    (labels, count)
+    ComponentLabels { labels, count }
 }
 
 /// Settings of [`anomaly_candidates`]; the defaults are the reference's.
@@ -358,7 +366,7 @@ pub fn anomaly_candidates(au: &[f32], cord_eroded: &[u8], shape: PlaneShape, fil
         return CandidateMap { filtered_au: vec![0.0; au.len()], threshold_au: None, components: Vec::new() };
     };
     let above: Vec<bool> = cord_au.iter().map(|&v| v > threshold_au).collect();
-    let (labels, count) = label_components_8(&above, shape);
+    let ComponentLabels { labels, count } = label_components_8(&above, shape);
 
     struct Accumulator {
         area_px: usize,
@@ -1241,9 +1249,9 @@ mod tests {
     fn eight_connected_labels_follow_raster_order() {
         let shape = PlaneShape { rows: 3, cols: 4 };
         let foreground: Vec<bool> = [0, 0, 1, 0, 1, 0, 0, 1, 0, 1, 0, 1].iter().map(|&v| v == 1).collect();
-        let (labels, count) = label_components_8(&foreground, shape);
-        assert_eq!(count, 2);
-        assert_eq!(labels, vec![0, 0, 1, 0, 2, 0, 0, 1, 0, 2, 0, 1]);
+        let components = label_components_8(&foreground, shape);
+        assert_eq!(components.count, 2);
+        assert_eq!(components.labels, vec![0, 0, 1, 0, 2, 0, 0, 1, 0, 2, 0, 1]);
     }
 
     /// Two samples of a 12 x 5 plane (the Python transcription in the report builds the same).

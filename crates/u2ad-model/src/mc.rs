@@ -46,8 +46,9 @@ pub struct McConfig {
     /// Fraction of the ROI patches masked in each pass.
     pub mask_ratio: f64,
     pub schedule: McSchedule,
-    /// Masked copies of the slices reconstructed per forward batch (memory grows with it:
-    /// about 70 MB of attention scores per pass for the paper-size model).
+    /// Masked copies of the slices reconstructed per forward batch. Memory grows with it: the
+    /// paper-size encoder's attention scores alone take 16 heads x ~1000² tokens x 4 bytes
+    /// ≈ 64 MB per pass, held twice around the softmax.
     pub passes_per_batch: usize,
 }
 

@@ -4,7 +4,7 @@ mod common;
 
 use burn::backend::Autodiff;
 use burn::module::{AutodiffModule, Module};
-use burn::tensor::{backend::Backend, Tensor, TensorData};
+use burn::tensor::{Tensor, TensorData};
 use common::*;
 use u2ad_model::{patchify, reconstruction_loss, unpatchify, LossConfig, ModelConfig};
 
@@ -23,8 +23,7 @@ fn forward_gives_both_heads_for_every_patch() {
 #[test]
 fn each_image_equals_its_output_alone() {
     let dev = Default::default();
-    B::seed(&dev, 3);
-    let model = tiny_config().init::<B>(&dev).unwrap();
+    let model = fixture_model();
     // 2, 9 and 5 masked: the batch pads the visible sets to 14 tokens.
     let masks = vec![mask_of(16, &[4, 9]), mask_of(16, &[0, 1, 2, 3, 5, 8, 11, 14, 15]), mask_of(16, &[6, 7, 10, 12, 13])];
     let batch = model.forward(images::<B>(32, &[0, 1, 2], &dev), &masks);
@@ -88,7 +87,6 @@ fn paper_model_has_the_expected_parameter_count() {
 #[test]
 fn initialisation_follows_mae() {
     let dev = Default::default();
-    B::seed(&dev, 9);
     let model = ModelConfig::default().init::<B>(&dev).unwrap();
     let block = &model.encoder_blocks[0];
     // Xavier-uniform on qkv: bound sqrt(6 / (128 + 384)) = 0.108253.
@@ -102,10 +100,10 @@ fn initialisation_follows_mae() {
     let w = to_vec(model.patch_embedding.weight.val());
     let max = w.iter().fold(0f32, |m, x| m.max(x.abs()));
     assert!(max <= (6.0f32 / 192.0).sqrt() && max > 0.95 * (6.0f32 / 192.0).sqrt());
-    // cls token ~ N(0, 0.02): 128 draws, sample std within 25 %.
+    // cls token ~ N(0, 0.02): 128 draws, sample std within 30 % (5 standard errors).
     let cls = to_vec(model.cls_token.val());
     let std = (cls.iter().map(|x| x * x).sum::<f32>() / cls.len() as f32).sqrt();
-    assert!((std - 0.02).abs() < 0.005, "cls std {std}");
+    assert!((std - 0.02).abs() < 0.006, "cls std {std}");
 }
 
 #[test]

@@ -50,3 +50,12 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 pub fn mask_of(patches: usize, masked: &[usize]) -> Vec<bool> {
     (0..patches).map(|i| masked.contains(&i)).collect()
 }
+
+/// The tiny model with the parity fixture's weights: deterministic, unlike a model drawn from
+/// the backend's generator, which tests running in parallel share.
+pub fn fixture_model() -> u2ad_model::MaskedAutoencoder<B> {
+    let mut model = tiny_config().init::<B>(&Default::default()).unwrap();
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/parity_state_dict.pth");
+    u2ad_model::load_reference_state_dict(&mut model, &path, None).unwrap();
+    model
+}

@@ -9,6 +9,7 @@ pub mod anatomy;
 pub mod cohort;
 pub mod dataset;
 pub mod error;
+pub mod fetch;
 pub mod levels;
 pub mod locate;
 pub mod metrics;

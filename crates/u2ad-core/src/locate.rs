@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 /// The directory holding `spine-t2/`, `templates/`, `fixtures/` and `clinical-slices/`.
 ///
 /// Looks in `$U2AD_DATA`, then for `shared/data` beside any ancestor of the current
-/// directory and of this crate's source directory.
+/// directory and of this crate's source directory, then in the download cache
+/// ([`crate::fetch::cached_data_dir`], when a fetch completed there).
 pub fn sample_data_dir() -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os("U2AD_DATA") {
         let dir = PathBuf::from(dir);
@@ -25,14 +26,18 @@ pub fn sample_data_dir() -> Option<PathBuf> {
             }
         }
     }
-    None
+    crate::fetch::cached_data_dir().filter(|dir| crate::fetch::is_complete(dir))
 }
 
-/// The sample data directory, or a panic with a message saying how to provide it (for tests).
+/// The sample data directory, downloaded into the cache when it is not found (so that the tests
+/// of a fresh clone with network access find it), or a panic saying how to provide it (for tests).
 pub fn sample_data_dir_for_tests() -> PathBuf {
-    sample_data_dir().expect(
-        "sample data not found: put the shared data at ../shared/data beside the project or set U2AD_DATA",
-    )
+    static DIR: std::sync::OnceLock<std::result::Result<PathBuf, String>> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| crate::fetch::locate_or_fetch_sample_data(&|_, _, _| {}).map_err(|e| e.to_string()))
+        .clone()
+        .unwrap_or_else(|e| {
+            panic!("sample data not found ({e}): put the shared data at ../shared/data beside the project or set U2AD_DATA")
+        })
 }
 
 /// `path` relative to the sample data directory (tests).

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use nalgebra::{Matrix3, Matrix4, Vector3, Vector4};
 use ndarray::{Array3, ArrayView3, Axis};
-use nifti::{InMemNiftiVolume, NiftiHeader, NiftiType};
+use nifti::{NiftiHeader, NiftiType};
 
 use crate::error::{CoreError, Result};
 
@@ -612,6 +612,39 @@ fn scaling(header: &NiftiHeader, path: &Path) -> Result<Option<(f64, f64)>> {
     Ok(if slope == 1.0 && inter == 0.0 { None } else { Some((slope, inter)) })
 }
 
+/// Voxel values in file order as f32, after `value * slope + inter` (computed in f64).
+fn decode_voxels(raw: &[u8], voxel_type: VoxelType, big_endian: bool, scale: Option<(f64, f64)>) -> Vec<f32> {
+    fn decode<const N: usize>(raw: &[u8], scale: Option<(f64, f64)>, convert: impl Fn([u8; N]) -> f64) -> Vec<f32> {
+        let element = |chunk: &[u8]| {
+            let mut bytes = [0u8; N];
+            bytes.copy_from_slice(chunk);
+            convert(bytes)
+        };
+        let chunks = raw.chunks_exact(N);
+        match scale {
+            Some((slope, inter)) => chunks.map(|c| (element(c) * slope + inter) as f32).collect(),
+            None => chunks.map(|c| element(c) as f32).collect(),
+        }
+    }
+    macro_rules! decode_as {
+        ($t:ty, $n:literal) => {
+            if big_endian {
+                decode::<$n>(raw, scale, |b| <$t>::from_be_bytes(b) as f64)
+            } else {
+                decode::<$n>(raw, scale, |b| <$t>::from_le_bytes(b) as f64)
+            }
+        };
+    }
+    match voxel_type {
+        VoxelType::UInt8 => decode_as!(u8, 1),
+        VoxelType::Int16 => decode_as!(i16, 2),
+        VoxelType::UInt16 => decode_as!(u16, 2),
+        VoxelType::Int32 => decode_as!(i32, 4),
+        VoxelType::Float32 => decode_as!(f32, 4),
+        VoxelType::Float64 => decode_as!(f64, 8),
+    }
+}
+
 impl Volume {
     /// Reads a `.nii` or `.nii.gz` 3-D image (or 4-D with one volume) as nibabel reads it: the
     /// voxel values after `scl_slope`/`scl_inter`, the affine of `get_best_affine`. Gzip is
@@ -635,22 +668,22 @@ impl Volume {
                 ),
             });
         }
-        let raw = bytes[layout.offset..layout.offset + layout.nbytes].to_vec();
+        let raw = &bytes[layout.offset..layout.offset + layout.nbytes];
+        let big_endian = header.endianness == nifti::Endianness::Big;
+        let values = decode_voxels(raw, layout.voxel_type, big_endian, scale);
         drop(bytes);
+        // NIfTI stores voxels with i fastest (Fortran order); `data` is in standard layout.
         let [nx, ny, nz] = layout.shape;
-        let raw_dim = [3, nx as u16, ny as u16, nz as u16, 1, 1, 1, 1];
-        use nifti::IntoNdArray;
-        let decoded = InMemNiftiVolume::from_raw_fields(raw_dim, layout.datatype, 0.0, 0.0, raw, header.endianness)
-            .and_then(|v| v.into_ndarray::<f64>())
+        let mut standard = vec![0f32; values.len()];
+        for (row, file_row) in values.chunks_exact(nx).enumerate() {
+            let (j, k) = (row % ny, row / ny);
+            for (i, &v) in file_row.iter().enumerate() {
+                standard[(i * ny + j) * nz + k] = v;
+            }
+        }
+        drop(values);
+        let data = Array3::from_shape_vec(layout.shape, standard)
             .map_err(|e| CoreError::NotNifti { path: path.to_path_buf(), reason: e.to_string() })?;
-        let decoded = decoded
-            .into_dimensionality::<ndarray::Ix3>()
-            .map_err(|e| CoreError::NotNifti { path: path.to_path_buf(), reason: e.to_string() })?;
-        let data: Array3<f32> = match scale {
-            Some((slope, inter)) => decoded.mapv(|v| (v * slope + inter) as f32),
-            None => decoded.mapv(|v| v as f32),
-        };
-        let data = data.as_standard_layout().into_owned();
         let non_finite = data.iter().filter(|v| !v.is_finite()).count();
         if non_finite > 0 {
             return Err(CoreError::NonFinite { path: path.to_path_buf(), count: non_finite });
@@ -805,10 +838,12 @@ fn format_mm(v: f64) -> String {
     }
 }
 
-/// Checks that `volume` is a sagittal scan: when its voxels are anisotropic (the largest spacing
-/// exceeds the smallest by more than [`ANISOTROPY_TOLERANCE`]), the thick (slice) axis must
-/// point left-right. Isotropic scans are accepted whatever the acquisition plane, since they can
-/// be resliced sagittally without loss. Otherwise [`CoreError::NotSagittal`].
+/// Checks that `volume` is a sagittal scan, else [`CoreError::NotSagittal`]:
+/// - anisotropic voxels (the largest spacing exceeds the smallest by more than
+///   [`ANISOTROPY_TOLERANCE`]): the thick (slice) axis must point left-right;
+/// - isotropic voxels: accepted (they can be resliced sagittally without loss) unless the field
+///   of view is a slab (one extent under half of both others) that is not thin left-right,
+///   such as an axial slab of a few isotropic slices.
 pub fn check_sagittal(volume: &Volume) -> Result<()> {
     let spacing = volume.spacing_mm();
     let orientation = volume.orientation();

@@ -37,6 +37,8 @@ struct Cli {
 enum Command {
     /// Read scans and their cord/CSF masks and levels; write the 2-D samples the model uses.
     Prepare(commands::prepare::PrepareArgs),
+    /// Write a BIDS cohort of healthy scans with synthetic T2 hyperintensities and their ground truth.
+    Synth(commands::synth::SynthArgs),
 }
 
 fn main() -> ExitCode {
@@ -55,6 +57,7 @@ fn main() -> ExitCode {
     let context = commands::Context { quiet: cli.quiet };
     let result = match cli.command {
         Command::Prepare(args) => commands::prepare::run(args, &context),
+        Command::Synth(args) => commands::synth::run(args, &context),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

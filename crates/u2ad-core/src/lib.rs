@@ -18,6 +18,7 @@ pub mod prepare;
 pub mod resample;
 pub mod sample;
 pub mod scoring;
+pub mod synth;
 pub mod volume;
 
 pub use error::{CoreError, Result};

@@ -1,6 +1,7 @@
 //! The verbs of the `u2ad` command line.
 
 pub mod prepare;
+pub mod synth;
 
 /// What every verb needs from the global flags.
 pub struct Context {

@@ -68,7 +68,7 @@ impl ModelConfig {
     /// Checks that the sizes fit together.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let err = |m: String| Err(ConfigError(m));
-        if self.patch_size == 0 || self.image_size == 0 || self.image_size % self.patch_size != 0 {
+        if self.patch_size == 0 || self.image_size == 0 || !self.image_size.is_multiple_of(self.patch_size) {
             return err(format!("image size {} is not a multiple of patch size {}", self.image_size, self.patch_size));
         }
         for (what, dim, heads, depth) in [
@@ -76,20 +76,20 @@ impl ModelConfig {
             ("decoder", self.decoder_dim, self.decoder_heads, self.decoder_depth),
         ] {
             // The 2-D sine-cosine embedding splits the width in 4 (sin/cos of rows and columns).
-            if dim == 0 || dim % 4 != 0 {
+            if dim == 0 || !dim.is_multiple_of(4) {
                 return err(format!("{what} width {dim} is not a positive multiple of 4"));
             }
-            if heads == 0 || dim % heads != 0 {
+            if heads == 0 || !dim.is_multiple_of(heads) {
                 return err(format!("{what} width {dim} is not a multiple of its {heads} heads"));
             }
             if depth == 0 {
                 return err(format!("{what} depth is 0"));
             }
         }
-        if !(self.mlp_ratio > 0.0) || self.mlp_hidden(self.decoder_dim.min(self.encoder_dim)) == 0 {
+        if self.mlp_ratio.is_nan() || self.mlp_ratio <= 0.0 || self.mlp_hidden(self.decoder_dim.min(self.encoder_dim)) == 0 {
             return err(format!("MLP ratio {} gives an empty hidden layer", self.mlp_ratio));
         }
-        if !(self.layer_norm_epsilon > 0.0) {
+        if self.layer_norm_epsilon.is_nan() || self.layer_norm_epsilon <= 0.0 {
             return err(format!("LayerNorm epsilon {} is not positive", self.layer_norm_epsilon));
         }
         Ok(())

@@ -67,7 +67,7 @@ fn applied_under_burn_name(key: &str, result: &ApplyResult) -> bool {
     } else {
         return false;
     };
-    result.applied.iter().any(|a| *a == renamed)
+    result.applied.contains(&renamed)
 }
 
 /// Errors of loading and saving weights.

@@ -142,7 +142,7 @@ mod tests {
     fn structure_weights_on_a_3x3_grid() {
         // Masked: the corners 0 and 8 and the centre 4.
         let mask: Vec<bool> = (0..9).map(|i| i == 0 || i == 4 || i == 8).collect();
-        let w = structure_weights(&[mask.clone()], 3, StructureWeight::OnePlusMaskedNeighbourhood);
+        let w = structure_weights(std::slice::from_ref(&mask), 3, StructureWeight::OnePlusMaskedNeighbourhood);
         let ninth = 1.0f32 / 9.0;
         assert_eq!(w[1], 0.0, "visible patches weigh 0");
         assert!((w[0] - (1.0 + 2.0 * ninth)).abs() < 1e-7);

@@ -21,7 +21,7 @@ fn sincos_1d(dim: usize, pos: &[f64]) -> Vec<f64> {
 /// As in MAE (`np.meshgrid(grid_w, grid_h)`), the first half encodes the column.
 /// Computed in f64 like numpy, then rounded to f32.
 pub fn sincos_2d_table(dim: usize, side: usize) -> Vec<f32> {
-    assert!(dim % 4 == 0, "2-D sine-cosine embedding needs a width divisible by 4, got {dim}");
+    assert!(dim.is_multiple_of(4), "2-D sine-cosine embedding needs a width divisible by 4, got {dim}");
     let cols: Vec<f64> = (0..side * side).map(|t| (t % side) as f64).collect();
     let rows: Vec<f64> = (0..side * side).map(|t| (t / side) as f64).collect();
     let (emb_c, emb_r) = (sincos_1d(dim / 2, &cols), sincos_1d(dim / 2, &rows));

@@ -37,6 +37,8 @@ struct Cli {
 enum Command {
     /// Read scans and their cord/CSF masks and levels; write the 2-D samples the model uses.
     Prepare(commands::prepare::PrepareArgs),
+    /// Find T2 hyperintensities with a trained model: maps, per-level and per-patient calls, figures, QC report.
+    Detect(commands::detect::DetectArgs),
     /// Write a BIDS cohort of healthy scans with synthetic T2 hyperintensities and their ground truth.
     Synth(commands::synth::SynthArgs),
 }
@@ -57,6 +59,7 @@ fn main() -> ExitCode {
     let context = commands::Context { quiet: cli.quiet };
     let result = match cli.command {
         Command::Prepare(args) => commands::prepare::run(args, &context),
+        Command::Detect(args) => commands::detect::run(args, &context),
         Command::Synth(args) => commands::synth::run(args, &context),
     };
     match result {

@@ -8,6 +8,7 @@
 pub mod anatomy;
 pub mod cohort;
 pub mod dataset;
+pub mod detect_outputs;
 pub mod error;
 pub mod fetch;
 pub mod levels;

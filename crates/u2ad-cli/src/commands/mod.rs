@@ -1,5 +1,6 @@
 //! The verbs of the `u2ad` command line.
 
+pub mod detect;
 pub mod prepare;
 pub mod synth;
 

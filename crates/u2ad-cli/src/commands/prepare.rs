@@ -75,7 +75,7 @@ pub struct PrepareArgs {
     pub skip_failed: bool,
 }
 
-fn parse_convention(name: &str) -> Result<LevelConvention, String> {
+pub(crate) fn parse_convention(name: &str) -> Result<LevelConvention, String> {
     LevelConvention::from_name(name).ok_or_else(|| {
         let names: Vec<&str> = LevelConvention::ALL.iter().map(|c| c.name()).collect();
         format!("unknown level convention '{name}' (one of: {})", names.join(", "))
@@ -88,12 +88,12 @@ fn subject_name_of(image: &Path) -> String {
 }
 
 /// What the command will read.
-enum Inputs {
+pub(crate) enum Inputs {
     Scans(Vec<SubjectFiles>),
     Slices(Vec<PathBuf>),
 }
 
-fn find_inputs(args: &PrepareArgs) -> anyhow::Result<Inputs> {
+pub(crate) fn find_inputs(args: &PrepareArgs) -> anyhow::Result<Inputs> {
     if let Some(image) = &args.image {
         return Ok(Inputs::Scans(vec![SubjectFiles {
             subject: args.subject.clone().unwrap_or_else(|| subject_name_of(image)),

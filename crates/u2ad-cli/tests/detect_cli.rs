@@ -1,0 +1,422 @@
+//! `u2ad detect` as a user runs it, with a tiny random model on the real shared cohort: the
+//! files it writes, their grid and values, the tables, calls with and without calibration, reuse
+//! of a previous run, a failing subject, and bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use burn::backend::Flex;
+use u2ad_core::detect_outputs::SubjectMaps;
+use u2ad_core::locate::sample_file;
+use u2ad_core::volume::Volume;
+use u2ad_model::{model_file, ModelConfig};
+
+fn u2ad(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_u2ad")).args(args).output().expect("u2ad runs")
+}
+
+fn s(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A random model taking 256 x 256 images, small enough for tests (16 x 16 patches, one block).
+fn tiny_model(dir: &Path) -> PathBuf {
+    let config = ModelConfig {
+        image_size: 256,
+        patch_size: 16,
+        encoder_dim: 16,
+        encoder_depth: 1,
+        encoder_heads: 2,
+        decoder_dim: 8,
+        decoder_depth: 1,
+        decoder_heads: 2,
+        ..ModelConfig::default()
+    };
+    let model = config.init::<Flex>(&Default::default()).unwrap();
+    let path = dir.join("tiny.safetensors");
+    model_file::save_model(&model, &config, &serde_json::json!({"test": "random weights"}), &path).unwrap();
+    path
+}
+
+fn read_csv(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
+    let mut reader = csv::Reader::from_path(path).unwrap();
+    let header = reader.headers().unwrap().iter().map(String::from).collect();
+    let rows = reader.records().map(|r| r.unwrap().iter().map(String::from).collect()).collect();
+    (header, rows)
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
+}
+
+fn relative_files(root: &Path) -> Vec<String> {
+    let mut files = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                files.push(path.strip_prefix(root).unwrap().display().to_string());
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+const LEVEL_HEADER: [&str; 11] = [
+    "subject",
+    "level",
+    "score",
+    "threshold",
+    "call",
+    "reason",
+    "peak_position_mm",
+    "extent_mm",
+    "peak_signal_ratio",
+    "mean_eu",
+    "eu_limit",
+];
+
+#[test]
+fn detects_the_shared_cohort_writes_every_output_and_reuses_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let out = dir.path().join("detect");
+    let cohort = sample_file("spine-t2");
+    let args = ["detect", s(&cohort), "--model", s(&model), "--out", s(&out), "--pooling", "pooled", "--jobs", "2"];
+    let output = u2ad(&args);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("5 subjects done (0 reused), 0 failed"), "{stderr}");
+    assert!(!stderr.contains("not calibrated"), "pooled: 24 reference scores per level: {stderr}");
+    let table = text(&output.stdout);
+    assert_eq!(table.lines().filter(|l| l.starts_with("sub-errsm")).count(), 5, "{table}");
+
+    // Every file of one subject.
+    let files = relative_files(&out.join("sub-errsm11"));
+    let stem = "sub-errsm11_T2w";
+    let expected: Vec<String> = [
+        "anat/{}_desc-anomaly.json",
+        "anat/{}_desc-anomaly.nii.gz",
+        "anat/{}_desc-curve_scores.csv",
+        "anat/{}_desc-curve_scores.json",
+        "anat/{}_desc-levels_scores.csv",
+        "anat/{}_desc-levels_scores.json",
+        "anat/{}_desc-mc_samples.json",
+        "anat/{}_desc-mc_samples.safetensors",
+        "anat/{}_desc-patient_scores.json",
+        "anat/{}_desc-reconstruction.json",
+        "anat/{}_desc-reconstruction.nii.gz",
+        "anat/{}_desc-uncertainty.json",
+        "anat/{}_desc-uncertainty.nii.gz",
+        "anat/{}_label-candidates_mask.json",
+        "anat/{}_label-candidates_mask.nii.gz",
+        "figures/{}_desc-curve_qc.json",
+        "figures/{}_desc-curve_qc.png",
+        "figures/{}_desc-maps_qc.json",
+        "figures/{}_desc-maps_qc.png",
+    ]
+    .iter()
+    .map(|f| f.replace("{}", stem))
+    .collect();
+    assert_eq!(files, expected);
+    for top in ["dataset_description.json", "levels.csv", "levels.json", "patients.csv", "patients.json", "qc_report.html"] {
+        assert!(out.join(top).is_file(), "{top}");
+    }
+    let anat = out.join("sub-errsm11/anat");
+
+    // Maps: float32 on the input's grid; zero off the sampled slices; AU only near the cord.
+    let input = Volume::read(cohort.join("sub-errsm11/anat/sub-errsm11_T2w.nii.gz")).unwrap();
+    let cord = Volume::read(cohort.join("derivatives/labels/sub-errsm11/anat/sub-errsm11_T2w_label-SC_seg.nii.gz")).unwrap();
+    let maps = SubjectMaps::read(&anat.join(format!("{stem}_desc-mc_samples.safetensors"))).unwrap();
+    assert_eq!(maps.samples.len(), 17, "17 sagittal slices hold cord (as u2ad prepare reports)");
+    let sampled: Vec<usize> = maps.samples.iter().map(|s| s.meta.native_slice).collect();
+    let anomaly = Volume::read(anat.join(format!("{stem}_desc-anomaly.nii.gz"))).unwrap();
+    let uncertainty = Volume::read(anat.join(format!("{stem}_desc-uncertainty.nii.gz"))).unwrap();
+    let reconstruction = Volume::read(anat.join(format!("{stem}_desc-reconstruction.nii.gz"))).unwrap();
+    let candidates = Volume::read(anat.join(format!("{stem}_label-candidates_mask.nii.gz"))).unwrap();
+    for map in [&anomaly, &uncertainty, &reconstruction, &candidates] {
+        assert_eq!(map.shape(), input.shape());
+        assert!(map.affine.max_abs_difference(&input.affine) < 1e-6);
+    }
+    assert_eq!(anomaly.header.datatype, 16, "float32");
+    assert_eq!(candidates.header.datatype, 2, "uint8 mask");
+    let shape = input.shape();
+    // PSR: sagittal slices run along axis 2.
+    for k in 0..shape[2] {
+        let plane_sum: f32 = anomaly.data.index_axis(ndarray::Axis(2), k).iter().map(|v| v.abs()).sum::<f32>()
+            + reconstruction.data.index_axis(ndarray::Axis(2), k).iter().map(|v| v.abs()).sum::<f32>();
+        assert_eq!(plane_sum > 0.0, sampled.contains(&k), "slice {k}: maps only on sampled slices");
+    }
+    let mut au_voxels = 0;
+    for ((i, j, k), &v) in anomaly.data.indexed_iter() {
+        if v > 0.0 {
+            au_voxels += 1;
+            let near_cord = (i.saturating_sub(1)..=(i + 1).min(shape[0] - 1))
+                .any(|a| (j.saturating_sub(1)..=(j + 1).min(shape[1] - 1)).any(|b| cord.data[[a, b, k]] > 0.5));
+            assert!(near_cord, "AU at ({i}, {j}, {k}) away from the cord");
+        }
+        assert!(uncertainty.data[[i, j, k]] >= 0.0);
+    }
+    assert!(au_voxels > 1000, "{au_voxels} AU voxels");
+    assert!(candidates.data.iter().filter(|&&v| v == 1.0).count() > 0);
+    assert!(candidates.data.iter().all(|&v| v == 0.0 || v == 1.0));
+    // The reconstruction is in the input's units: away from the cord (outside the ROI) it is the
+    // clipped input, resampled twice.
+    let (low, high) = (maps.subject.intensity_low as f32, maps.subject.intensity_high as f32);
+    let mid = sampled[sampled.len() / 2];
+    let mut differences: Vec<f32> = Vec::new();
+    for i in 0..shape[0] {
+        for j in 0..shape[1] {
+            let r = reconstruction.data[[i, j, mid]];
+            let near_cord = (i.saturating_sub(15)..(i + 15).min(shape[0])).any(|a| cord.data[[a, j, mid]] > 0.5);
+            if r != 0.0 && !near_cord {
+                differences.push((r - input.data[[i, j, mid]].clamp(low, high)).abs() / (high - low));
+            }
+        }
+    }
+    differences.sort_by(f32::total_cmp);
+    assert!(differences.len() > 10_000, "{}", differences.len());
+    let median = differences[differences.len() / 2];
+    assert!(median < 0.03, "median |reconstruction - input| off the cord: {median} of the intensity range");
+
+    // Sidecars.
+    let sidecar = json(&anat.join(format!("{stem}_desc-anomaly.json")));
+    assert_eq!(sidecar["GeneratedBy"][0]["Name"], "u2ad");
+    assert!(sidecar["GeneratedBy"][0]["Command"].as_str().unwrap().contains("detect"));
+    assert_eq!(sidecar["ModelHash"], model_file::read_model_info(&model).unwrap().hash.as_str());
+    assert_eq!(sidecar["ConfigHash"].as_str().unwrap().len(), 16);
+    assert_eq!(sidecar["Seed"], 0);
+    assert_eq!(sidecar["MonteCarlo"]["samples_per_patch"], 10);
+    assert_eq!(sidecar["Units"], "[0, 1] intensity scale");
+
+    // Per-level CSV.
+    let (header, rows) = read_csv(&anat.join(format!("{stem}_desc-levels_scores.csv")));
+    assert_eq!(header, LEVEL_HEADER);
+    let levels: Vec<&str> = rows.iter().map(|r| r[1].as_str()).collect();
+    assert_eq!(levels, ["C2/C3", "C3/C4", "C4/C5", "C5/C6", "C6/C7", "C7/T1"]);
+    let mut previous_peak = f64::NEG_INFINITY;
+    for row in &rows {
+        assert_eq!(row[0], "sub-errsm11");
+        assert!(["positive", "negative", "indeterminate"].contains(&row[4].as_str()), "{row:?}");
+        let score: f64 = row[2].parse().unwrap();
+        let threshold: f64 = row[3].parse().unwrap();
+        assert!(score >= 0.0 && threshold >= 0.0);
+        if row[4] == "positive" {
+            assert!(score > threshold);
+        }
+        if row[4] == "negative" {
+            assert!(score <= threshold);
+        }
+        let peak: f64 = row[6].parse().unwrap();
+        assert!(peak >= previous_peak, "peaks follow the levels down the cord: {rows:?}");
+        previous_peak = peak;
+        let ratio: f64 = row[8].parse().unwrap();
+        assert!(ratio > 0.2 && ratio < 5.0, "{ratio}");
+    }
+    assert!((0.0..40.0).contains(&rows[0][6].parse::<f64>().unwrap()), "C2/C3 peak within 40 mm of C2's centre");
+
+    // Patient JSON agrees with the table.
+    let patient = json(&anat.join(format!("{stem}_desc-patient_scores.json")));
+    let best = rows.iter().map(|r| r[2].parse::<f64>().unwrap()).fold(f64::NEG_INFINITY, f64::max);
+    assert!((patient["PatientScore"].as_f64().unwrap() - best).abs() <= 1e-12 * best.max(1.0));
+    let positives: Vec<&str> = rows.iter().filter(|r| r[4] == "positive").map(|r| r[1].as_str()).collect();
+    assert_eq!(patient["PositiveLevels"], serde_json::json!(positives));
+    let call = patient["Call"].as_str().unwrap();
+    assert_eq!(call == "positive", !positives.is_empty(), "{call}");
+
+    // sub-errsm30 covers C2 to C5 only.
+    let (_, rows30) = read_csv(&out.join("sub-errsm30/anat/sub-errsm30_T2w_desc-levels_scores.csv"));
+    let calls30: Vec<&str> = rows30.iter().map(|r| r[4].as_str()).collect();
+    assert_eq!(&calls30[4..], ["out_of_fov", "out_of_fov"], "{rows30:?}");
+    assert!(rows30[4][2].is_empty() && rows30[4][6].is_empty(), "no score out of the field of view");
+
+    // Cohort tables and figures.
+    let (cohort_header, cohort_rows) = read_csv(&out.join("levels.csv"));
+    assert_eq!(cohort_header, LEVEL_HEADER);
+    assert_eq!(cohort_rows.len(), 30);
+    let (_, patients) = read_csv(&out.join("patients.csv"));
+    assert_eq!(patients.len(), 5);
+    let description = json(&out.join("dataset_description.json"));
+    assert_eq!(description["DatasetType"], "derivative");
+    let figure = image::open(out.join("sub-errsm11/figures/sub-errsm11_T2w_desc-maps_qc.png")).unwrap();
+    assert_eq!((figure.width(), figure.height()), (1064, 582));
+    let html = std::fs::read_to_string(out.join("qc_report.html")).unwrap();
+    assert_eq!(html.matches("<section class=\"subject\"").count(), 5);
+    assert_eq!(html.matches("data:image/png;base64,").count(), 10);
+
+    // A second run reuses every subject and writes the same tables.
+    let levels_before = std::fs::read(out.join("levels.csv")).unwrap();
+    let again = u2ad(&args);
+    assert!(again.status.success(), "{}", text(&again.stderr));
+    assert!(text(&again.stderr).contains("5 subjects done (5 reused)"), "{}", text(&again.stderr));
+    assert_eq!(std::fs::read(out.join("levels.csv")).unwrap(), levels_before);
+    // Another seed changes the configuration hash: recomputed.
+    let mut reseeded = args.to_vec();
+    reseeded.extend(["--seed", "3", "--include", "sub-errsm30"]);
+    let third = u2ad(&reseeded);
+    assert!(third.status.success(), "{}", text(&third.stderr));
+    assert!(text(&third.stderr).contains("1 subjects done (0 reused)"), "{}", text(&third.stderr));
+}
+
+/// The files of sub-errsm30 (the small one) as arguments.
+fn errsm30() -> Vec<String> {
+    let root = sample_file("spine-t2");
+    let labels = root.join("derivatives/labels/sub-errsm30/anat");
+    vec![
+        "--image".into(),
+        root.join("sub-errsm30/anat/sub-errsm30_T2w.nii.gz").display().to_string(),
+        "--cord".into(),
+        labels.join("sub-errsm30_T2w_label-SC_seg.nii.gz").display().to_string(),
+        "--levels".into(),
+        labels.join("sub-errsm30_T2w_label-vertebrae_dlabel.nii.gz").display().to_string(),
+    ]
+}
+
+#[test]
+fn one_image_is_not_calibrated_unless_given_a_threshold() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let out = dir.path().join("one");
+    let mut args: Vec<String> = vec!["detect".into(), "--model".into(), s(&model).into(), "--out".into(), s(&out).into()];
+    args.extend(errsm30());
+    let args_ref: Vec<&str> = args.iter().map(String::as_str).collect();
+    let output = u2ad(&args_ref);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("warning: not calibrated: a cohort of one subject cannot calibrate thresholds"), "{stderr}");
+    let csv = out.join("sub-errsm30/anat/sub-errsm30_T2w_desc-levels_scores.csv");
+    let (_, rows) = read_csv(&csv);
+    let calls: Vec<(&str, &str)> = rows.iter().map(|r| (r[4].as_str(), r[5].as_str())).collect();
+    assert_eq!(
+        calls,
+        [
+            ("indeterminate", "too_few_reference_values"),
+            ("indeterminate", "too_few_reference_values"),
+            ("indeterminate", "too_few_reference_values"),
+            ("indeterminate", "too_few_reference_values"),
+            ("out_of_fov", ""),
+            ("out_of_fov", ""),
+        ]
+    );
+    assert!(rows.iter().all(|r| r[3].is_empty()), "no threshold");
+    let patient = json(&out.join("sub-errsm30/anat/sub-errsm30_T2w_desc-patient_scores.json"));
+    assert_eq!(patient["Call"], "not_assessed");
+    let html = std::fs::read_to_string(out.join("qc_report.html")).unwrap();
+    assert!(html.contains("<div class=\"warn\">not calibrated: a cohort of one subject"));
+
+    // With a fixed threshold the same maps are reused and called.
+    let scores: Vec<f64> = rows[..4].iter().map(|r| r[2].parse().unwrap()).collect();
+    let middle = {
+        let mut sorted = scores.clone();
+        sorted.sort_by(f64::total_cmp);
+        (sorted[1] + sorted[2]) / 2.0
+    };
+    let mut fixed = args_ref.clone();
+    let threshold = format!("{middle}");
+    fixed.extend(["--threshold", threshold.as_str()]);
+    let output = u2ad(&fixed);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(!text(&output.stderr).contains("not calibrated"));
+    assert!(text(&output.stderr).contains("(1 reused)"));
+    let (_, rows) = read_csv(&csv);
+    for (row, score) in rows[..4].iter().zip(&scores) {
+        assert_eq!(row[3].parse::<f64>().unwrap(), middle);
+        assert_eq!(row[4], if *score > middle { "positive" } else { "negative" }, "{row:?}");
+    }
+    let patient = json(&out.join("sub-errsm30/anat/sub-errsm30_T2w_desc-patient_scores.json"));
+    assert_eq!(patient["Call"], "positive");
+    assert_eq!(patient["PositiveLevels"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn a_prepared_dataset_gives_the_same_maps_as_the_scans() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let dataset = dir.path().join("one.u2ds");
+    let mut prepare: Vec<String> = vec!["prepare".into(), "-o".into(), s(&dataset).into(), "--quiet".into()];
+    prepare.extend(errsm30());
+    let output = u2ad(&prepare.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(output.status.success(), "{}", text(&output.stderr));
+
+    let from_dataset = dir.path().join("a");
+    let output = u2ad(&["detect", s(&dataset), "--model", s(&model), "--out", s(&from_dataset), "--threshold", "0.001"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let from_scans = dir.path().join("b");
+    let mut args: Vec<String> =
+        vec!["detect".into(), "--model".into(), s(&model).into(), "--out".into(), s(&from_scans).into(), "--threshold".into(), "0.001".into()];
+    args.extend(errsm30());
+    let output = u2ad(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let anomaly = |root: &Path| Volume::read(root.join("sub-errsm30/anat/sub-errsm30_T2w_desc-anomaly.nii.gz")).unwrap().data;
+    assert_eq!(anomaly(&from_dataset), anomaly(&from_scans));
+    let table = |root: &Path| std::fs::read_to_string(root.join("sub-errsm30/anat/sub-errsm30_T2w_desc-levels_scores.csv")).unwrap();
+    assert_eq!(table(&from_dataset), table(&from_scans));
+}
+
+#[cfg(unix)]
+#[test]
+fn a_failing_subject_is_reported_and_the_others_finish() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let root = dir.path().join("bids");
+    let source = sample_file("spine-t2");
+    for subject in ["sub-a", "sub-b"] {
+        std::fs::create_dir_all(root.join(subject).join("anat")).unwrap();
+        let labels = root.join("derivatives/labels").join(subject).join("anat");
+        std::fs::create_dir_all(&labels).unwrap();
+        for suffix in ["_label-SC_seg", "_label-vertebrae_dlabel"] {
+            std::os::unix::fs::symlink(
+                source.join(format!("derivatives/labels/sub-errsm30/anat/sub-errsm30_T2w{suffix}.nii.gz")),
+                labels.join(format!("{subject}_T2w{suffix}.nii.gz")),
+            )
+            .unwrap();
+        }
+    }
+    std::os::unix::fs::symlink(source.join("sub-errsm30/anat/sub-errsm30_T2w.nii.gz"), root.join("sub-a/anat/sub-a_T2w.nii.gz"))
+        .unwrap();
+    std::fs::write(root.join("sub-b/anat/sub-b_T2w.nii.gz"), b"not an image").unwrap();
+    let out = dir.path().join("out");
+    let output = u2ad(&["detect", s(&root), "--model", s(&model), "--out", s(&out)]);
+    assert!(!output.status.success());
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("u2ad: sub-b: failed:") && stderr.contains("sub-b_T2w.nii.gz"), "{stderr}");
+    assert!(stderr.contains("u2ad: error: 1 of 2 subjects failed (sub-b)"), "{stderr}");
+    assert!(out.join("sub-a/anat/sub-a_T2w_desc-anomaly.nii.gz").is_file());
+    assert!(!out.join("sub-b").exists(), "nothing written for the failed subject");
+    let html = std::fs::read_to_string(out.join("qc_report.html")).unwrap();
+    assert!(html.contains("1 subject(s) failed") && html.contains("<b>sub-b</b>"));
+    let levels = json(&out.join("levels.json"));
+    assert_eq!(levels["FailedSubjects"][0]["subject"], "sub-b");
+}
+
+#[test]
+fn bad_input_is_one_line_naming_the_file_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_a_model = dir.path().join("weights.safetensors");
+    std::fs::write(&not_a_model, b"garbage").unwrap();
+    let out = dir.path().join("out");
+    let output = u2ad(&["detect", s(&sample_file("spine-t2")), "--model", s(&not_a_model), "--out", s(&out)]);
+    assert!(!output.status.success());
+    let stderr = text(&output.stderr);
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("u2ad: error:")).collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(errors[0].contains("weights.safetensors") && errors[0].contains("not a safetensors model"), "{stderr}");
+    assert!(!out.exists());
+
+    let model = tiny_model(dir.path());
+    let output = u2ad(&["detect", s(&sample_file("clinical-slices")), "--model", s(&model), "--out", s(&out)]);
+    assert!(!output.status.success());
+    assert!(text(&output.stderr).contains(".npy slices have no image grid"), "{}", text(&output.stderr));
+    let output = u2ad(&["detect", s(&sample_file("spine-t2")), "--model", s(&model), "--out", s(&out), "--target-fpr", "1.5"]);
+    assert!(!output.status.success());
+    assert!(text(&output.stderr).contains("u2ad: error: invalid scoring configuration"), "{}", text(&output.stderr));
+    assert!(!out.exists());
+}

@@ -1,0 +1,154 @@
+//! Monte-Carlo inference of one 256 x 256 sagittal slice, K = 10, paper configuration, on the
+//! CPU (`Flex`), and the check that the balanced schedule gives the same maps in distribution as
+//! the reference's random-until-covered loop.
+//!
+//! `cargo bench -p u2ad-model --bench mc [-- timing | distribution]`
+//!
+//! * **timing**: the mid-sagittal sample of `spine-t2/sub-errsm11` (real image and ROI, via
+//!   `u2ad prepare`'s code) with a paper-size model (random weights: the time does not depend on
+//!   them). One warm-up run, then `U2AD_BENCH_ITERS` (default 3) timed runs of `mc_inference`
+//!   per case; the table gives passes, the median and the minimum time per slice. Cases: the
+//!   balanced schedule with 1, 4, 8 and 16 masked copies per forward batch, and the reference
+//!   schedule (at most 400 passes) batched by 8.
+//! * **distribution**: the mid-sagittal sample of each of the 5 subjects, `U2AD_BENCH_SEEDS`
+//!   (default 3) seeds per schedule: mean EU and mean AU over the cord eroded by 3 x 3 pixels
+//!   (where `u2ad detect` reads them), their mean over seeds and the seed-to-seed standard
+//!   deviation, and the difference between the schedules in units of that deviation.
+
+use std::time::Instant;
+
+use burn::backend::Flex;
+use u2ad_core::cohort::{discover_bids, DiscoveryOptions};
+use u2ad_core::dataset::PreparedSample;
+use u2ad_core::prepare::{prepare_subject, PrepareOptions};
+use u2ad_core::scoring::{erode_3x3, PlaneShape};
+use u2ad_model::{mc_inference, MaskedAutoencoder, McConfig, McSchedule, McSlice, ModelConfig};
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// The sample with the most cord pixels of each subject of the shared cohort.
+fn mid_sagittal_samples() -> Vec<(String, PreparedSample)> {
+    let root = u2ad_core::locate::sample_file("spine-t2");
+    let subjects = discover_bids(&root, &DiscoveryOptions::default()).expect("the shared cohort");
+    subjects
+        .iter()
+        .map(|files| {
+            let prepared = prepare_subject(files, &PrepareOptions::default()).expect("prepares");
+            let best = prepared
+                .samples
+                .into_iter()
+                .max_by_key(|s| s.cord.iter().filter(|&&m| m != 0).count())
+                .expect("a sample with cord");
+            (files.subject.clone(), best)
+        })
+        .collect()
+}
+
+fn roi_patches(sample: &PreparedSample, config: &ModelConfig) -> usize {
+    config.grid().patches_touching(&sample.roi).iter().filter(|&&t| t).count()
+}
+
+fn timing(model: &MaskedAutoencoder<Flex>, config: &ModelConfig, sample: &PreparedSample) {
+    let iterations = env_usize("U2AD_BENCH_ITERS", 3).max(1);
+    println!(
+        "\ntiming: sub-errsm11, native slice {}, {} ROI patches, K = 10, mask ratio 0.75, {} cores",
+        sample.meta.native_slice,
+        roi_patches(sample, config),
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    );
+    println!("{:<34} {:>7} {:>11} {:>11} {:>12}", "case", "passes", "median (s)", "min (s)", "s per pass");
+    let cases: Vec<(String, McConfig)> = [1usize, 4, 8, 16]
+        .iter()
+        .map(|&b| (format!("balanced, batch {b}"), McConfig { passes_per_batch: b, ..McConfig::default() }))
+        .chain(std::iter::once((
+            "reference (random until covered), batch 8".to_string(),
+            McConfig { schedule: McSchedule::RandomUntilCovered { max_passes: 400 }, passes_per_batch: 8, ..McConfig::default() },
+        )))
+        .collect();
+    for (name, mc) in cases {
+        let slice = [McSlice { image: &sample.image, roi: &sample.roi, seed: 1 }];
+        let warm = mc_inference(model, &slice, &mc);
+        let passes = warm[0].passes;
+        let mut times: Vec<f64> = (0..iterations)
+            .map(|i| {
+                let slice = [McSlice { image: &sample.image, roi: &sample.roi, seed: 2 + i as u64 }];
+                let start = Instant::now();
+                let maps = mc_inference(model, &slice, &mc);
+                std::hint::black_box(&maps);
+                start.elapsed().as_secs_f64()
+            })
+            .collect();
+        times.sort_by(f64::total_cmp);
+        let median = times[times.len() / 2];
+        println!("{name:<34} {passes:>7} {median:>11.3} {:>11.3} {:>12.3}", times[0], median / passes as f64);
+    }
+}
+
+fn eroded_mean(map: &[f32], eroded: &[u8]) -> f64 {
+    let (sum, n) = map.iter().zip(eroded).filter(|(_, &m)| m != 0).fold((0.0, 0usize), |(s, n), (&v, _)| (s + v as f64, n + 1));
+    sum / n.max(1) as f64
+}
+
+fn mean_sd(values: &[f64]) -> (f64, f64) {
+    let mean = values.iter().sum::<f64>() / values.len() as f64;
+    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (values.len().max(2) - 1) as f64;
+    (mean, var.sqrt())
+}
+
+fn distribution(model: &MaskedAutoencoder<Flex>, samples: &[(String, PreparedSample)]) {
+    let seeds = env_usize("U2AD_BENCH_SEEDS", 3).max(2) as u64;
+    println!("\ndistribution: mid-sagittal sample of each subject, {seeds} seeds per schedule, K = 10, batch 8");
+    println!(
+        "{:<13} {:<10} {:>6} {:>13} {:>11} {:>13} {:>11}",
+        "subject", "schedule", "passes", "mean EU", "sd (seeds)", "mean AU", "sd (seeds)"
+    );
+    let schedules = [("balanced", McSchedule::Balanced), ("reference", McSchedule::RandomUntilCovered { max_passes: 400 })];
+    let mut worst_eu_z: f64 = 0.0;
+    let mut worst_au_z: f64 = 0.0;
+    for (subject, sample) in samples {
+        let eroded = erode_3x3(&sample.cord, PlaneShape::SAMPLE);
+        let mut summary = Vec::new();
+        for (name, schedule) in &schedules {
+            let mc = McConfig { schedule: schedule.clone(), passes_per_batch: 8, ..McConfig::default() };
+            let slices: Vec<McSlice<'_>> =
+                (0..seeds).map(|seed| McSlice { image: &sample.image, roi: &sample.roi, seed: 1000 + seed }).collect();
+            let maps = mc_inference(model, &slices, &mc);
+            let eu: Vec<f64> = maps.iter().map(|m| eroded_mean(&m.epistemic, &eroded)).collect();
+            let au: Vec<f64> = maps.iter().map(|m| eroded_mean(&m.aleatoric, &eroded)).collect();
+            let passes = maps.iter().map(|m| m.passes).sum::<usize>() as f64 / maps.len() as f64;
+            let ((eu_mean, eu_sd), (au_mean, au_sd)) = (mean_sd(&eu), mean_sd(&au));
+            println!("{subject:<13} {name:<10} {passes:>6.1} {eu_mean:>13.4e} {eu_sd:>11.2e} {au_mean:>13.4e} {au_sd:>11.2e}");
+            summary.push((eu_mean, eu_sd, au_mean, au_sd));
+        }
+        let (a, b) = (summary[0], summary[1]);
+        // Difference of two means of `seeds` runs, in units of its standard error.
+        let z = |m1: f64, s1: f64, m2: f64, s2: f64| (m1 - m2).abs() / ((s1 * s1 + s2 * s2) / seeds as f64).sqrt().max(1e-30);
+        let (eu_z, au_z) = (z(a.0, a.1, b.0, b.1), z(a.2, a.3, b.2, b.3));
+        println!("{:<13} balanced - reference: EU {eu_z:.2} standard errors, AU {au_z:.2} standard errors", "");
+        worst_eu_z = worst_eu_z.max(eu_z);
+        worst_au_z = worst_au_z.max(au_z);
+    }
+    println!("largest difference over subjects: EU {worst_eu_z:.2}, AU {worst_au_z:.2} standard errors");
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let wants = |name: &str| args.is_empty() || args.iter().any(|a| name.contains(a.as_str()));
+    let config = ModelConfig::default();
+    let device = Default::default();
+    let model = config.init::<Flex>(&device).expect("paper configuration");
+    let samples = mid_sagittal_samples();
+    println!(
+        "u2ad MC inference benchmark: paper configuration (256 x 256, patch 8, encoder 128 x {} x {} heads, decoder 64 x {} x {} heads), Flex backend",
+        config.encoder_depth, config.encoder_heads, config.decoder_depth, config.decoder_heads
+    );
+    if wants("timing") {
+        let errsm11 = &samples.iter().find(|(s, _)| s == "sub-errsm11").expect("sub-errsm11").1;
+        timing(&model, &config, errsm11);
+    }
+    if wants("distribution") {
+        distribution(&model, &samples);
+    }
+}

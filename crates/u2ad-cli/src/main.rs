@@ -39,6 +39,10 @@ enum Command {
     Prepare(commands::prepare::PrepareArgs),
     /// Find T2 hyperintensities with a trained model: maps, per-level and per-patient calls, figures, QC report.
     Detect(commands::detect::DetectArgs),
+    /// Run a simple detector (intensity z-score) through the same pipeline and outputs as detect.
+    Baseline(commands::baseline::BaselineArgs),
+    /// Compare detection folders with the ground truth of a synthetic cohort: pixel, level and patient metrics.
+    Evaluate(commands::evaluate::EvaluateArgs),
     /// Write a BIDS cohort of healthy scans with synthetic T2 hyperintensities and their ground truth.
     Synth(commands::synth::SynthArgs),
 }
@@ -60,6 +64,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Prepare(args) => commands::prepare::run(args, &context),
         Command::Detect(args) => commands::detect::run(args, &context),
+        Command::Baseline(args) => commands::baseline::run(args, &context),
+        Command::Evaluate(args) => commands::evaluate::run(args, &context),
         Command::Synth(args) => commands::synth::run(args, &context),
     };
     match result {

@@ -6,10 +6,12 @@
 //! file ([`dataset`]) and BIDS discovery ([`cohort`]).
 
 pub mod anatomy;
+pub mod baseline;
 pub mod cohort;
 pub mod dataset;
 pub mod detect_outputs;
 pub mod error;
+pub mod evaluate;
 pub mod fetch;
 pub mod levels;
 pub mod locate;

@@ -1,6 +1,8 @@
 //! The verbs of the `u2ad` command line.
 
+pub mod baseline;
 pub mod detect;
+pub mod evaluate;
 pub mod prepare;
 pub mod synth;
 

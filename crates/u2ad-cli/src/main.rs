@@ -37,14 +37,20 @@ struct Cli {
 enum Command {
     /// Read scans and their cord/CSF masks and levels; write the 2-D samples the model uses.
     Prepare(commands::prepare::PrepareArgs),
+    /// Write a BIDS cohort of healthy scans with synthetic T2 hyperintensities and their ground truth.
+    Synth(commands::synth::SynthArgs),
+    /// Train the masked autoencoder on a healthy cohort (random masking of the cord region).
+    Pretrain(commands::pretrain::PretrainArgs),
+    /// Adapt a pretrained model to your cohort without labels (uncertainty-guided masking).
+    Adapt(commands::adapt::AdaptArgs),
     /// Find T2 hyperintensities with a trained model: maps, per-level and per-patient calls, figures, QC report.
     Detect(commands::detect::DetectArgs),
     /// Run a simple detector (intensity z-score) through the same pipeline and outputs as detect.
     Baseline(commands::baseline::BaselineArgs),
     /// Compare detection folders with the ground truth of a synthetic cohort: pixel, level and patient metrics.
     Evaluate(commands::evaluate::EvaluateArgs),
-    /// Write a BIDS cohort of healthy scans with synthetic T2 hyperintensities and their ground truth.
-    Synth(commands::synth::SynthArgs),
+    /// The whole method end to end on the bundled healthy scans with synthetic lesions: train, detect, evaluate, report.
+    Demo(commands::demo::DemoArgs),
 }
 
 fn main() -> ExitCode {
@@ -63,10 +69,13 @@ fn main() -> ExitCode {
     let context = commands::Context { quiet: cli.quiet };
     let result = match cli.command {
         Command::Prepare(args) => commands::prepare::run(args, &context),
+        Command::Synth(args) => commands::synth::run(args, &context),
         Command::Detect(args) => commands::detect::run(args, &context),
         Command::Baseline(args) => commands::baseline::run(args, &context),
         Command::Evaluate(args) => commands::evaluate::run(args, &context),
-        Command::Synth(args) => commands::synth::run(args, &context),
+        Command::Demo(args) => commands::demo::run(args, &context),
+        Command::Pretrain(args) => commands::pretrain::run(args, &context),
+        Command::Adapt(args) => commands::adapt::run(args, &context),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -15,6 +15,9 @@
 //! | [`loss`] | [`reconstruction_loss`] |
 //! | [`mc`] | [`mc_inference`] and its mask schedules |
 //! | [`interop`] | reference `.pth` loading, safetensors and burn records |
+//! | [`train`] | [`pretrain`], [`adapt`]: the training loop, [`TrainingConfig`] (one TOML document) |
+//! | [`augment`], [`schedule`] | intensity augmentation; learning rate, structure weight, random streams per epoch |
+//! | [`checkpoint`], [`records`] | atomic checkpoints for `--resume`; per-epoch and per-refresh records (CSV) |
 //!
 //! ## Where this departs from the reference code (zhibaishouheilab/U2AD)
 //!
@@ -43,6 +46,8 @@
 //!   configuration value.
 
 pub mod attention;
+pub mod augment;
+pub mod checkpoint;
 pub mod config;
 pub mod interop;
 pub mod loss;
@@ -51,7 +56,10 @@ pub mod masking;
 pub mod mc;
 pub mod model_file;
 pub mod pos_embed;
+pub mod records;
+pub mod schedule;
 pub mod sobel;
+pub mod train;
 pub mod vit;
 
 pub use attention::attention;
@@ -65,3 +73,4 @@ pub use masking::{mask_patches, masked_count, MaskingError, MaskingInput, Maskin
 pub use model_file::{load_model, read_model_info, save_model, ModelInfo};
 pub use mc::{mc_inference, McConfig, McMaps, McSchedule, McSlice};
 pub use sobel::edge_magnitude;
+pub use train::{adapt, pretrain, TrainError, TrainingConfig, TrainingObserver, TrainingOutcome, TrainingPlan, TrainingSet};

@@ -275,6 +275,9 @@ pub fn format_value(v: f64) -> String {
     if v == 0.0 || !v.is_finite() {
         return format!("{v}");
     }
+    if v.abs() < 1e-3 {
+        return format!("{v:.2e}");
+    }
     let digits = (2 - v.abs().log10().floor() as i32).max(0) as usize;
     format!("{v:.digits$}")
 }
@@ -425,6 +428,13 @@ mod tests {
 
     fn decode(png: &[u8]) -> image::RgbImage {
         image::load_from_memory_with_format(png, image::ImageFormat::Png).unwrap().to_rgb8()
+    }
+
+    #[test]
+    fn values_keep_three_significant_digits() {
+        assert_eq!(format_value(0.4221), "0.422");
+        assert_eq!(format_value(4.33e-7), "4.33e-7");
+        assert_eq!(format_value(12.345), "12.3");
     }
 
     #[test]

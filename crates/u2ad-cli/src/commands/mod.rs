@@ -1,10 +1,15 @@
 //! The verbs of the `u2ad` command line.
 
+pub mod adapt;
 pub mod baseline;
+pub mod demo;
 pub mod detect;
 pub mod evaluate;
 pub mod prepare;
+pub mod pretrain;
 pub mod synth;
+pub mod train_common;
+pub mod train_plots;
 
 /// What every verb needs from the global flags.
 pub struct Context {

@@ -1,0 +1,73 @@
+//! `u2ad pretrain`: the masked autoencoder learns healthy cords (random ROI masking).
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use burn::tensor::backend::AutodiffBackend;
+use clap::Args;
+use serde_json::json;
+
+use super::train_common::{self as common, DeviceKind, TrainingFlags};
+use super::Context;
+
+#[derive(Args, Debug)]
+#[command(after_help = "Examples:\n  \
+u2ad pretrain --data healthy.u2ds --out runs/pretrain\n  \
+u2ad pretrain --data healthy.u2ds --out runs/demo --config configs/demo.toml\n  \
+u2ad pretrain --data healthy.u2ds --out runs/demo --resume\n\n\
+Writes into --out: model.safetensors (+ .json sidecar), config.toml, losses.csv, training.png, \
+reconstruction.png, checkpoints/.")]
+pub struct PretrainArgs {
+    /// Prepared healthy cohort (.u2ds from `u2ad prepare`).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Run folder.
+    #[arg(short, long)]
+    pub out: PathBuf,
+    /// Epochs (overrides pretraining.epochs).
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    #[command(flatten)]
+    pub training: TrainingFlags,
+}
+
+pub fn run(args: PretrainArgs, context: &Context) -> anyhow::Result<()> {
+    common::require_device(args.training.device)?;
+    match args.training.device {
+        DeviceKind::Cpu => run_on::<burn::backend::Autodiff<burn::backend::Flex>>(args, context, &Default::default()),
+        #[cfg(feature = "cuda")]
+        DeviceKind::Cuda => run_on::<burn::backend::Autodiff<burn::backend::Cuda>>(args, context, &Default::default()),
+        #[cfg(not(feature = "cuda"))]
+        DeviceKind::Cuda => unreachable!("refused by require_device"),
+    }
+}
+
+fn run_on<B: AutodiffBackend>(args: PretrainArgs, context: &Context, device: &B::Device) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let mut config = common::base_config(&args.training, &args.out)?;
+    if let Some(epochs) = args.epochs {
+        config.pretraining.epochs = epochs;
+    }
+    common::save_config(&config, &args.out)?;
+    let data = common::load_data(&args.data, &config)?;
+    if !context.quiet {
+        eprintln!(
+            "pretraining on {} samples of {} ({} left out: ROI on fewer than {} patches), {} epochs",
+            data.set.len(),
+            args.data.display(),
+            data.set.skipped.len(),
+            config.training.min_roi_patches,
+            config.pretraining.epochs
+        );
+    }
+    let run = u2ad_model::train::RunOptions { dir: args.out.clone(), dataset_hash: data.hash.clone(), resume: args.training.resume };
+    let mut observer = common::ProgressObserver::new("pretrain", context.quiet);
+    let outcome = u2ad_model::pretrain::<B>(&data.set, &config, &run, &mut observer, device);
+    observer.finish();
+    let outcome = outcome?;
+    let seconds = started.elapsed().as_secs_f64();
+    let provenance = common::provenance("pretrain", &data, &config, config.pretraining.epochs, json!({}));
+    let model_path = common::write_outputs(&args.out, &data, &config, &outcome, provenance, seconds)?;
+    common::report(context, &model_path, config.pretraining.epochs - outcome.resumed_at, seconds);
+    Ok(())
+}

@@ -1,0 +1,274 @@
+//! What `u2ad pretrain` and `u2ad adapt` share: the flags, the configuration (file, then flags,
+//! saved with the run), the backend choice, the progress bar and the run's outputs.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context as _};
+use burn::module::AutodiffModule;
+use burn::tensor::backend::AutodiffBackend;
+use clap::{Args, ValueEnum};
+use indicatif::ProgressBar;
+use serde_json::{json, Value};
+use u2ad_core::dataset::PreparedDataset;
+use u2ad_model::checkpoint::UncertaintyMaps;
+use u2ad_model::records::{EpochRecord, RefreshRecord};
+use u2ad_model::train::example_reconstruction;
+use u2ad_model::{save_model, TrainingConfig, TrainingObserver, TrainingOutcome, TrainingSet};
+
+use super::train_plots;
+use super::Context;
+use crate::progress;
+use crate::sidecar::{command_line, write_sidecar};
+
+/// Name of the resolved configuration inside a run folder.
+pub const CONFIG_FILE: &str = "config.toml";
+/// Name of the trained model inside a run folder.
+pub const MODEL_FILE: &str = "model.safetensors";
+
+/// Where the tensors live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DeviceKind {
+    /// The CPU (burn's Flex backend).
+    Cpu,
+    /// An NVIDIA GPU (burn's CUDA backend; needs a build with `--features cuda`).
+    Cuda,
+}
+
+/// Flags of both training commands.
+#[derive(Args, Debug)]
+pub struct TrainingFlags {
+    /// Training configuration (TOML; missing keys take the reference's values, see
+    /// configs/paper.toml). With --resume, defaults to the run's own config.toml.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Images per optimizer step (overrides training.batch_size).
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Seed of the weights, sample order, augmentation and masks (overrides seed).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Write a checkpoint every N epochs (overrides training.checkpoint_every).
+    #[arg(long, value_name = "N")]
+    pub checkpoint_every: Option<usize>,
+    /// Continue the run in --out from its latest checkpoint.
+    #[arg(long)]
+    pub resume: bool,
+    /// Where to train.
+    #[arg(long, value_enum, default_value_t = DeviceKind::Cpu)]
+    pub device: DeviceKind,
+}
+
+/// Reads the configuration: the --config file (or, when resuming, the run's config.toml), else
+/// the defaults; then the common flags.
+pub fn base_config(flags: &TrainingFlags, out: &Path) -> anyhow::Result<TrainingConfig> {
+    let saved = out.join(CONFIG_FILE);
+    let file = match (&flags.config, flags.resume && saved.is_file()) {
+        (Some(path), _) => Some(path.clone()),
+        (None, true) => Some(saved),
+        (None, false) => None,
+    };
+    let mut config = match file {
+        Some(path) => {
+            let text = std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display()))?;
+            TrainingConfig::from_toml(&text).with_context(|| format!("{}", path.display()))?
+        }
+        None => TrainingConfig::default(),
+    };
+    if let Some(n) = flags.batch_size {
+        config.training.batch_size = n;
+    }
+    if let Some(seed) = flags.seed {
+        config.seed = seed;
+    }
+    if let Some(n) = flags.checkpoint_every {
+        config.training.checkpoint_every = n;
+    }
+    Ok(config)
+}
+
+/// Checks the configuration and saves it as `<out>/config.toml`.
+pub fn save_config(config: &TrainingConfig, out: &Path) -> anyhow::Result<()> {
+    config.validate().context("configuration")?;
+    std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create the output folder", out.display()))?;
+    let path = out.join(CONFIG_FILE);
+    let text = format!("# Resolved configuration of `{}`\n{}", command_line(), config.to_toml());
+    u2ad_model::records::write_atomically(&path, text.as_bytes()).with_context(|| format!("{}: cannot write", path.display()))
+}
+
+/// The dataset, its hash and its training samples.
+pub struct LoadedData {
+    pub path: PathBuf,
+    pub dataset: PreparedDataset,
+    pub hash: String,
+    pub set: TrainingSet,
+}
+
+pub fn load_data(path: &Path, config: &TrainingConfig) -> anyhow::Result<LoadedData> {
+    let dataset = PreparedDataset::read(path)?;
+    let hash = u2ad_model::model_file::file_hash(path)?;
+    let set = TrainingSet::new(&dataset, config).with_context(|| format!("{}", path.display()))?;
+    Ok(LoadedData { path: path.to_path_buf(), dataset, hash, set })
+}
+
+/// Progress on stderr: one bar over the run's steps, with the epoch, stage, step and loss.
+pub struct ProgressObserver {
+    bar: ProgressBar,
+    quiet: bool,
+    what: String,
+    total_epochs: usize,
+    steps: usize,
+    refresh_samples: usize,
+}
+
+impl ProgressObserver {
+    pub fn new(what: &str, quiet: bool) -> Self {
+        ProgressObserver { bar: ProgressBar::hidden(), quiet, what: what.to_string(), total_epochs: 0, steps: 0, refresh_samples: 0 }
+    }
+
+    pub fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+impl TrainingObserver for ProgressObserver {
+    fn run_started(&mut self, start_epoch: usize, total_epochs: usize, steps_per_epoch: usize) {
+        self.total_epochs = total_epochs;
+        self.steps = steps_per_epoch;
+        let remaining = (total_epochs.saturating_sub(start_epoch) * steps_per_epoch) as u64;
+        self.bar = progress::bar(remaining, &self.what, self.quiet);
+        if start_epoch > 0 {
+            self.bar.println(format!("resuming after epoch {start_epoch} of {total_epochs}"));
+        }
+    }
+
+    fn refresh_started(&mut self, epoch: usize, samples: usize) {
+        self.refresh_samples = samples;
+        self.bar.set_message(format!("MC inference after epoch {epoch}: 0/{samples} slices"));
+    }
+
+    fn refresh_progress(&mut self, done: usize) {
+        self.bar.set_message(format!("MC inference: {done}/{} slices", self.refresh_samples));
+        self.bar.tick();
+    }
+
+    fn refresh_finished(&mut self, r: &RefreshRecord) {
+        self.bar.println(format!(
+            "uncertainty after epoch {}: mean EU {:.3e}, mean AU {:.3e}, {} candidate px ({:.1} s)",
+            r.epoch, r.mean_eu, r.mean_au, r.candidate_pixels, r.seconds
+        ));
+    }
+
+    fn step_finished(&mut self, epoch: usize, step: usize, loss: f64) {
+        self.bar.inc(1);
+        self.bar.set_message(format!("epoch {}/{} step {}/{} loss {loss:.4}", epoch + 1, self.total_epochs, step + 1, self.steps));
+    }
+
+    fn epoch_finished(&mut self, r: &EpochRecord) {
+        self.bar.println(format!(
+            "epoch {:>4}/{} {:<9} lr {:.1e} loss {:.5} (image {:.5}, edge {:.5}) {:.1} s",
+            r.epoch,
+            self.total_epochs,
+            r.stage.name(),
+            r.learning_rate,
+            r.loss,
+            r.image_mse,
+            r.edge_mse,
+            r.seconds
+        ));
+    }
+}
+
+/// The training sample shown in the figures: the one nearest the cord's mid-sagittal plane, of
+/// the first subject with a training sample. Returns its training-set position.
+pub fn figure_sample(data: &LoadedData) -> usize {
+    let first_subject = data.dataset.meta.samples[data.set.samples[0]].subject_index;
+    (0..data.set.len())
+        .filter(|&k| data.dataset.meta.samples[data.set.samples[k]].subject_index == first_subject)
+        .min_by(|&a, &b| {
+            let off = |k: usize| data.dataset.meta.samples[data.set.samples[k]].offset_from_mid_mm.abs();
+            off(a).total_cmp(&off(b))
+        })
+        .unwrap_or(0)
+}
+
+/// Writes the model file, its sidecar, the training figure and the example figures. Returns
+/// the model path.
+pub fn write_outputs<B: AutodiffBackend>(
+    out: &Path,
+    data: &LoadedData,
+    config: &TrainingConfig,
+    outcome: &TrainingOutcome<B>,
+    provenance: Value,
+    seconds: f64,
+) -> anyhow::Result<PathBuf> {
+    let model = outcome.model.valid();
+    let model_path = out.join(MODEL_FILE);
+    save_model(&model, &config.model, &provenance, &model_path)?;
+    let last = outcome.history.epochs.last();
+    write_sidecar(
+        &model_path,
+        json!({
+            "Description": "u2ad trained model (weights, model configuration and provenance inside)",
+            "Provenance": provenance,
+            "TrainingSamples": data.set.len(),
+            "SkippedSamples": data.set.skipped.len(),
+            "FinalLoss": last.map(|r| r.loss),
+            "WallSeconds": seconds,
+            "ResumedAfterEpoch": outcome.resumed_at,
+        }),
+    )?;
+    let training_png = out.join("training.png");
+    train_plots::training_figure(&outcome.history, &training_png)?;
+    let k = figure_sample(data);
+    let example = example_reconstruction(&model, data.set.image(k), data.set.roi(k), config.training.mask_ratio, config.seed)?;
+    let title = describe_sample(data, k);
+    train_plots::reconstruction_figure(&example, &title, &out.join("reconstruction.png"))?;
+    if let Some(maps) = &outcome.maps {
+        uncertainty_figure(out, data, maps, k, &title)?;
+    }
+    Ok(model_path)
+}
+
+fn uncertainty_figure(out: &Path, data: &LoadedData, maps: &UncertaintyMaps, k: usize, title: &str) -> anyhow::Result<()> {
+    let title = format!("{title}, maps after epoch {}", maps.epoch);
+    train_plots::uncertainty_figure(data.set.image(k), maps.epistemic(k), maps.aleatoric(k), maps.candidates(k), data.set.side, &title, &out.join("uncertainty.png"))
+}
+
+fn describe_sample(data: &LoadedData, k: usize) -> String {
+    let meta = &data.dataset.meta.samples[data.set.samples[k]];
+    let subject = &data.dataset.meta.subjects[meta.subject_index].subject;
+    format!("{subject}, slice {} ({:+.1} mm from mid-sagittal)", meta.native_slice, meta.offset_from_mid_mm)
+}
+
+/// The provenance every model file carries.
+pub fn provenance(kind: &str, data: &LoadedData, config: &TrainingConfig, epochs: usize, extra: Value) -> Value {
+    let mut p = json!({
+        "command": kind,
+        "command_line": command_line(),
+        "version": env!("CARGO_PKG_VERSION"),
+        "dataset": data.path.display().to_string(),
+        "dataset_hash": data.hash,
+        "training_samples": data.set.len(),
+        "epochs": epochs,
+        "config": serde_json::to_value(config).expect("configuration serialises"),
+    });
+    if let (Some(p), Value::Object(extra)) = (p.as_object_mut(), extra) {
+        p.extend(extra);
+    }
+    p
+}
+
+/// Refuses `--device cuda` in a build without the feature.
+pub fn require_device(kind: DeviceKind) -> anyhow::Result<()> {
+    if kind == DeviceKind::Cuda && !cfg!(feature = "cuda") {
+        bail!("this u2ad was built without CUDA support: rebuild with `cargo build --release --features cuda`, or use --device cpu");
+    }
+    Ok(())
+}
+
+/// Prints the end-of-run summary.
+pub fn report(context: &Context, model_path: &Path, outcome_epochs: usize, seconds: f64) {
+    if !context.quiet {
+        eprintln!("trained {outcome_epochs} epochs in {seconds:.0} s; wrote {}", model_path.display());
+    }
+}

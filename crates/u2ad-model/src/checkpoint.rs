@@ -1,0 +1,285 @@
+//! Checkpoints of a training run, for `--resume`.
+//!
+//! A checkpoint is a folder `<run>/checkpoints/epoch-NNNN` (NNNN = epochs done) holding
+//!
+//! | file | content |
+//! |---|---|
+//! | `model.mpk` | the weights, as burn's named MessagePack record (full precision, with parameter ids) |
+//! | `optimizer.mpk` | Adam's state (step count, first and second moments per parameter id) |
+//! | `maps.safetensors` | the EU and AU maps in use (adaptation only): `epistemic`, `aleatoric` `[samples, H, W]` f32 |
+//! | `state.json` | [`CheckpointState`]: epochs done, configuration, dataset hash, samples, records |
+//!
+//! It is written into `checkpoints/.tmp-epoch-NNNN` and renamed into place, so a checkpoint folder
+//! is complete or absent whatever happens to the process; older checkpoints are removed after the
+//! rename. The random state needs no saving: every epoch's generators derive from
+//! `(seed, epoch)` ([`crate::schedule::stream_rng`]); nor does the learning-rate position, a
+//! function of the epoch. The anomaly candidates are recomputed from the AU map on loading.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use burn::module::Module;
+use burn::optim::adaptor::OptimizerAdaptor;
+use burn::optim::{Adam, Optimizer};
+use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
+use burn::tensor::backend::AutodiffBackend;
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use serde::{Deserialize, Serialize};
+
+use crate::mae::MaskedAutoencoder;
+use crate::records::History;
+use crate::train::config::TrainingConfig;
+
+/// Adam over the masked autoencoder, as the training loop uses it.
+pub type TrainingOptimizer<B> = OptimizerAdaptor<Adam, MaskedAutoencoder<B>, B>;
+
+/// Folder of the checkpoints inside a run folder.
+pub const CHECKPOINTS_DIR: &str = "checkpoints";
+/// Version of the checkpoint layout.
+pub const CHECKPOINT_VERSION: u32 = 1;
+
+const MODEL_FILE: &str = "model.mpk";
+const OPTIMIZER_FILE: &str = "optimizer.mpk";
+const MAPS_FILE: &str = "maps.safetensors";
+const STATE_FILE: &str = "state.json";
+
+/// Which command a run belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunKind {
+    Pretrain,
+    Adapt,
+}
+
+impl RunKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            RunKind::Pretrain => "pretrain",
+            RunKind::Adapt => "adapt",
+        }
+    }
+}
+
+/// Everything of a checkpoint that is not a tensor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointState {
+    pub format_version: u32,
+    pub kind: RunKind,
+    /// Epochs done.
+    pub epochs_done: usize,
+    pub total_epochs: usize,
+    /// The resolved configuration of the run.
+    pub config: TrainingConfig,
+    /// Hash of the dataset file ([`crate::model_file::file_hash`]).
+    pub dataset_hash: String,
+    /// Dataset indices of the training samples.
+    pub samples: Vec<usize>,
+    pub history: History,
+    /// Epoch of the refresh that made the saved maps, if any.
+    pub maps_epoch: Option<usize>,
+}
+
+/// The uncertainty maps of the training samples from one Monte-Carlo refresh, row-major,
+/// `samples × pixels` each, in the order of the training set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UncertaintyMaps {
+    /// Training epochs done before the refresh.
+    pub epoch: usize,
+    pub pixels: usize,
+    pub epistemic: Vec<f32>,
+    pub aleatoric: Vec<f32>,
+    /// The anomaly-candidate map (filtered AU, > 0 at candidate pixels).
+    pub candidates: Vec<f32>,
+}
+
+impl UncertaintyMaps {
+    pub fn epistemic(&self, k: usize) -> &[f32] {
+        &self.epistemic[k * self.pixels..(k + 1) * self.pixels]
+    }
+    pub fn aleatoric(&self, k: usize) -> &[f32] {
+        &self.aleatoric[k * self.pixels..(k + 1) * self.pixels]
+    }
+    pub fn candidates(&self, k: usize) -> &[f32] {
+        &self.candidates[k * self.pixels..(k + 1) * self.pixels]
+    }
+}
+
+/// A problem with a checkpoint, naming its file.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {detail}")]
+pub struct CheckpointError {
+    pub path: String,
+    pub detail: String,
+}
+
+fn fail(path: &Path, detail: impl std::fmt::Display) -> CheckpointError {
+    CheckpointError { path: path.display().to_string(), detail: detail.to_string() }
+}
+
+/// `<run>/checkpoints/epoch-NNNN`.
+pub fn checkpoint_path(run_dir: &Path, epochs_done: usize) -> PathBuf {
+    run_dir.join(CHECKPOINTS_DIR).join(format!("epoch-{epochs_done:04}"))
+}
+
+/// The complete checkpoints of a run folder, `(epochs done, folder)`, oldest first.
+pub fn list_checkpoints(run_dir: &Path) -> Vec<(usize, PathBuf)> {
+    let Ok(entries) = std::fs::read_dir(run_dir.join(CHECKPOINTS_DIR)) else {
+        return Vec::new();
+    };
+    let mut found: Vec<(usize, PathBuf)> = entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let epochs = name.strip_prefix("epoch-")?.parse::<usize>().ok()?;
+            let path = e.path();
+            path.join(STATE_FILE).is_file().then_some((epochs, path))
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+/// The most recent complete checkpoint of a run folder.
+pub fn latest_checkpoint(run_dir: &Path) -> Option<PathBuf> {
+    list_checkpoints(run_dir).pop().map(|(_, path)| path)
+}
+
+fn recorder() -> NamedMpkFileRecorder<FullPrecisionSettings> {
+    NamedMpkFileRecorder::<FullPrecisionSettings>::new()
+}
+
+fn write_maps(path: &Path, maps: &UncertaintyMaps, side: usize) -> Result<(), CheckpointError> {
+    let n = maps.epistemic.len() / maps.pixels.max(1);
+    let bytes = |v: &[f32]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
+    let (eu, au) = (bytes(&maps.epistemic), bytes(&maps.aleatoric));
+    let shape = vec![n, side, side];
+    let tensors = vec![
+        ("epistemic", TensorView::new(Dtype::F32, shape.clone(), &eu).map_err(|e| fail(path, e))?),
+        ("aleatoric", TensorView::new(Dtype::F32, shape, &au).map_err(|e| fail(path, e))?),
+    ];
+    let metadata: HashMap<String, String> = [("epoch".to_string(), maps.epoch.to_string())].into_iter().collect();
+    let data = safetensors::serialize(tensors, &Some(metadata)).map_err(|e| fail(path, e))?;
+    std::fs::write(path, data).map_err(|e| fail(path, e))
+}
+
+fn read_maps(path: &Path, pixels: usize, epoch: usize) -> Result<UncertaintyMaps, CheckpointError> {
+    let bytes = std::fs::read(path).map_err(|e| fail(path, e))?;
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| fail(path, e))?;
+    let fetch = |name: &str| -> Result<Vec<f32>, CheckpointError> {
+        let t = st.tensor(name).map_err(|e| fail(path, e))?;
+        if t.dtype() != Dtype::F32 {
+            return Err(fail(path, format!("{name} is not f32")));
+        }
+        Ok(t.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+    };
+    let (epistemic, aleatoric) = (fetch("epistemic")?, fetch("aleatoric")?);
+    if epistemic.len() != aleatoric.len() || epistemic.len() % pixels != 0 {
+        return Err(fail(path, "map sizes do not match the model"));
+    }
+    let candidates = vec![0.0; epistemic.len()];
+    Ok(UncertaintyMaps { epoch, pixels, epistemic, aleatoric, candidates })
+}
+
+/// Writes a checkpoint after `state.epochs_done` epochs (see the module documentation) and
+/// removes the older ones. Returns its folder.
+pub fn save_checkpoint<B: AutodiffBackend>(
+    run_dir: &Path,
+    state: &CheckpointState,
+    model: &MaskedAutoencoder<B>,
+    optimizer: &TrainingOptimizer<B>,
+    maps: Option<&UncertaintyMaps>,
+) -> Result<PathBuf, CheckpointError> {
+    let final_dir = checkpoint_path(run_dir, state.epochs_done);
+    let parent = final_dir.parent().expect("checkpoint folder has a parent");
+    std::fs::create_dir_all(parent).map_err(|e| fail(parent, e))?;
+    let tmp = parent.join(format!(".tmp-epoch-{:04}-{}", state.epochs_done, std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).map_err(|e| fail(&tmp, e))?;
+    let written = (|| -> Result<(), CheckpointError> {
+        let model_path = tmp.join(MODEL_FILE);
+        recorder().record(model.clone().into_record(), model_path.clone()).map_err(|e| fail(&model_path, e))?;
+        let optimizer_path = tmp.join(OPTIMIZER_FILE);
+        recorder().record(optimizer.to_record(), optimizer_path.clone()).map_err(|e| fail(&optimizer_path, e))?;
+        if let Some(maps) = maps {
+            write_maps(&tmp.join(MAPS_FILE), maps, model.grid().image_size)?;
+        }
+        let state_path = tmp.join(STATE_FILE);
+        let json = serde_json::to_vec_pretty(state).expect("checkpoint state serialises");
+        std::fs::write(&state_path, json).map_err(|e| fail(&state_path, e))
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e);
+    }
+    // Replacing an existing folder of the same name (a rerun of the same epoch) is not atomic
+    // with rename(2) on a non-empty target: move the old one aside first.
+    if final_dir.exists() {
+        let aside = parent.join(format!(".old-epoch-{:04}-{}", state.epochs_done, std::process::id()));
+        std::fs::rename(&final_dir, &aside).map_err(|e| fail(&final_dir, e))?;
+        let _ = std::fs::remove_dir_all(&aside);
+    }
+    std::fs::rename(&tmp, &final_dir).map_err(|e| fail(&final_dir, e))?;
+    for (epochs, path) in list_checkpoints(run_dir) {
+        if epochs != state.epochs_done {
+            let _ = std::fs::remove_dir_all(path);
+        }
+    }
+    remove_leftovers(run_dir);
+    Ok(final_dir)
+}
+
+/// Removes temporary folders a killed process left in `<run>/checkpoints`.
+pub fn remove_leftovers(run_dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(run_dir.join(CHECKPOINTS_DIR)) {
+        for e in entries.filter_map(|e| e.ok()) {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with(".tmp-") || name.starts_with(".old-") {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+}
+
+/// Reads only the state of a checkpoint.
+pub fn read_checkpoint_state(dir: &Path) -> Result<CheckpointState, CheckpointError> {
+    let path = dir.join(STATE_FILE);
+    let text = std::fs::read_to_string(&path).map_err(|e| fail(&path, e))?;
+    let state: CheckpointState = serde_json::from_str(&text).map_err(|e| fail(&path, format!("not a u2ad checkpoint ({e})")))?;
+    if state.format_version != CHECKPOINT_VERSION {
+        return Err(fail(&path, format!("checkpoint version {} (this u2ad reads {CHECKPOINT_VERSION})", state.format_version)));
+    }
+    Ok(state)
+}
+
+/// A loaded checkpoint.
+pub struct LoadedCheckpoint<B: AutodiffBackend> {
+    pub state: CheckpointState,
+    pub model: MaskedAutoencoder<B>,
+    pub optimizer: TrainingOptimizer<B>,
+    /// The maps, without candidates (the caller recomputes them from the AU map).
+    pub maps: Option<UncertaintyMaps>,
+}
+
+/// Loads the checkpoint in `dir` into `model` (built with the run's configuration) and
+/// `optimizer`; parameter ids come from the checkpoint, so the optimizer state matches.
+pub fn load_checkpoint<B: AutodiffBackend>(
+    dir: &Path,
+    model: MaskedAutoencoder<B>,
+    optimizer: TrainingOptimizer<B>,
+    device: &B::Device,
+) -> Result<LoadedCheckpoint<B>, CheckpointError> {
+    let state = read_checkpoint_state(dir)?;
+    let model_path = dir.join(MODEL_FILE);
+    let record = recorder().load(model_path.clone(), device).map_err(|e| fail(&model_path, e))?;
+    let model = model.load_record(record);
+    let optimizer_path = dir.join(OPTIMIZER_FILE);
+    let record: <TrainingOptimizer<B> as Optimizer<MaskedAutoencoder<B>, B>>::Record =
+        recorder().load(optimizer_path.clone(), device).map_err(|e| fail(&optimizer_path, e))?;
+    let optimizer = optimizer.load_record(record);
+    let maps_path = dir.join(MAPS_FILE);
+    let maps = match state.maps_epoch {
+        Some(epoch) => Some(read_maps(&maps_path, model.grid().image_pixels(), epoch)?),
+        None => None,
+    };
+    Ok(LoadedCheckpoint { state, model, optimizer, maps })
+}

@@ -43,6 +43,8 @@ enum Command {
     Pretrain(commands::pretrain::PretrainArgs),
     /// Adapt a pretrained model to your cohort without labels (uncertainty-guided masking).
     Adapt(commands::adapt::AdaptArgs),
+    /// Turn weights of the reference PyTorch model (.pth state_dict) into a u2ad model file.
+    Import(commands::import::ImportArgs),
     /// Find T2 hyperintensities with a trained model: maps, per-level and per-patient calls, figures, QC report.
     Detect(commands::detect::DetectArgs),
     /// Run a simple detector (intensity z-score) through the same pipeline and outputs as detect.
@@ -76,6 +78,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => commands::demo::run(args, &context),
         Command::Pretrain(args) => commands::pretrain::run(args, &context),
         Command::Adapt(args) => commands::adapt::run(args, &context),
+        Command::Import(args) => commands::import::run(args, &context),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

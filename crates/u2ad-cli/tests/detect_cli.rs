@@ -90,7 +90,9 @@ fn detects_the_shared_cohort_writes_every_output_and_reuses_them() {
     let model = tiny_model(dir.path());
     let out = dir.path().join("detect");
     let cohort = sample_file("spine-t2");
-    let args = ["detect", s(&cohort), "--model", s(&model), "--out", s(&out), "--pooling", "pooled", "--jobs", "2"];
+    // The paper's two-sided AU (a random model reconstructs the cord too bright, so the default
+    // hyperintense-only map would be nearly empty); the default is checked at the end.
+    let args = ["detect", s(&cohort), "--model", s(&model), "--out", s(&out), "--pooling", "pooled", "--jobs", "2", "--polarity", "both"];
     let output = u2ad(&args);
     assert!(output.status.success(), "{}", text(&output.stderr));
     let stderr = text(&output.stderr);
@@ -258,6 +260,18 @@ fn detects_the_shared_cohort_writes_every_output_and_reuses_them() {
     assert!(again.status.success(), "{}", text(&again.stderr));
     assert!(text(&again.stderr).contains("5 subjects done (5 reused)"), "{}", text(&again.stderr));
     assert_eq!(std::fs::read(out.join("levels.csv")).unwrap(), levels_before);
+    // The default polarity keeps the hyperintense side only: the same maps, zero where the image
+    // is not brighter than its reconstruction, so never above the two-sided map.
+    let hyper_out = dir.path().join("hyperintense");
+    let hyper = u2ad(&["detect", s(&cohort), "--model", s(&model), "--out", s(&hyper_out), "--include", "sub-errsm30"]);
+    assert!(hyper.status.success(), "{}", text(&hyper.stderr));
+    let anomaly_of = |root: &Path| Volume::read(root.join("sub-errsm30/anat/sub-errsm30_T2w_desc-anomaly.nii.gz")).unwrap().data;
+    let (both, hyper) = (anomaly_of(&out), anomaly_of(&hyper_out));
+    assert!(both.iter().zip(hyper.iter()).all(|(b, h)| *h <= *b + 1e-6));
+    let nonzero = |a: &ndarray::Array3<f32>| a.iter().filter(|&&v| v > 0.0).count();
+    assert!(nonzero(&hyper) > 0 && nonzero(&hyper) < nonzero(&both), "{} of {}", nonzero(&hyper), nonzero(&both));
+    let sidecar = json(&hyper_out.join("sub-errsm30/anat/sub-errsm30_T2w_desc-anomaly.json"));
+    assert!(sidecar["Description"].as_str().unwrap().contains("brighter than its reconstruction"));
     // Another seed changes the configuration hash: recomputed.
     let mut reseeded = args.to_vec();
     reseeded.extend(["--seed", "3", "--include", "sub-errsm30"]);
@@ -285,7 +299,8 @@ fn one_image_is_not_calibrated_unless_given_a_threshold() {
     let dir = tempfile::tempdir().unwrap();
     let model = tiny_model(dir.path());
     let out = dir.path().join("one");
-    let mut args: Vec<String> = vec!["detect".into(), "--model".into(), s(&model).into(), "--out".into(), s(&out).into()];
+    let mut args: Vec<String> =
+        vec!["detect".into(), "--model".into(), s(&model).into(), "--out".into(), s(&out).into(), "--polarity".into(), "both".into()];
     args.extend(errsm30());
     let args_ref: Vec<&str> = args.iter().map(String::as_str).collect();
     let output = u2ad(&args_ref);

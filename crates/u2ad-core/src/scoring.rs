@@ -306,6 +306,34 @@ pub fn label_components_8(foreground: &[bool], shape: PlaneShape) -> ComponentLa
     ComponentLabels { labels, count }
 }
 
+/// Which deviations from the reconstruction make the anomaly map that detection scores.
+///
+/// The paper's aleatoric uncertainty is `AU = |image − mean reconstruction|`: it is as large
+/// where the reconstruction is too bright as where the image is. A T2 hyperintensity is by
+/// definition brighter than the expected cord, and an imperfect model's commonest error (the
+/// dark cord reconstructed a little too bright, towards the surrounding CSF) has the other sign,
+/// so u2ad scores the hyperintense side only by default (a departure from the paper):
+/// `anomaly = AU` where `image > mean`, else 0. [`Polarity::Both`] is the paper's map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Polarity {
+    /// Only pixels brighter than their reconstruction (T2 hyperintensities).
+    #[default]
+    Hyperintense,
+    /// Both signs: the paper's `|image − mean reconstruction|`.
+    Both,
+}
+
+impl Polarity {
+    /// The anomaly map from the image, the mean reconstruction and `AU = |image − mean|`.
+    pub fn anomaly(self, image: &[f32], mean: &[f32], au: &[f32]) -> Vec<f32> {
+        match self {
+            Polarity::Both => au.to_vec(),
+            Polarity::Hyperintense => image.iter().zip(mean).zip(au).map(|((&x, &m), &a)| if x > m { a } else { 0.0 }).collect(),
+        }
+    }
+}
+
 /// Settings of [`anomaly_candidates`]; the defaults are the reference's.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct CandidateFilter {
@@ -1093,6 +1121,16 @@ mod tests {
     //! transcription of the reference's `process_error`, run on the same arrays.
 
     use super::*;
+
+    #[test]
+    fn hyperintense_polarity_keeps_only_pixels_brighter_than_the_reconstruction() {
+        let (image, mean) = ([0.5f32, 0.2, 0.7, 0.4], [0.3f32, 0.6, 0.7, 0.1]);
+        let au: Vec<f32> = image.iter().zip(&mean).map(|(x, m)| (x - m).abs()).collect();
+        let hyper = Polarity::Hyperintense.anomaly(&image, &mean, &au);
+        assert_eq!(hyper, vec![au[0], 0.0, 0.0, au[3]]);
+        assert_eq!(Polarity::Both.anomaly(&image, &mean, &au), au);
+        assert_eq!(Polarity::default(), Polarity::Hyperintense);
+    }
 
     const TOLERANCE: f64 = 1e-9;
     /// Cohort thresholds use Acklam's z (relative error ~1e-9) where the references use scipy's.

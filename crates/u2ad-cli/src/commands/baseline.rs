@@ -9,34 +9,25 @@
 //! [`u2ad_core::detect_outputs`]): NIfTI maps on the input grid, per-level and per-patient tables,
 //! figures and `qc_report.html`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use rayon::prelude::*;
-use serde::Serialize;
 use serde_json::{json, Value};
 use u2ad_core::baseline::{intensity_baseline, CohortSubject, IntensityBaselineConfig};
 use u2ad_core::cohort::{discover_bids, DiscoveryOptions};
-use u2ad_core::dataset::{PreparedDataset, PreparedSample, SubjectMeta, SAMPLE_SIZE};
-use u2ad_core::detect_outputs::{
-    native_maps, score_maps, vertebra_lines, MapScoring, ScoredSubject, SubjectMaps, SubjectOutputs, COHORT_LEVELS_CSV,
-    COHORT_PATIENTS_CSV, DATASET_DESCRIPTION, QC_REPORT_HTML,
-};
-use u2ad_core::levels::DiscLevel;
+use u2ad_core::dataset::{PreparedDataset, PreparedSample, SubjectMeta};
+use u2ad_core::detect_outputs::{native_maps, score_maps, MapScoring, ScoredSubject, SubjectMaps, SubjectOutputs, QC_REPORT_HTML};
 use u2ad_core::prepare::{prepare_subject, PrepareOptions};
-use u2ad_core::scoring::{
-    call_cohort, level_rows, CallConfig, IndeterminateReason, LevelPooling, PatientCall, SegmentCall, SliceSelection,
-    SubjectDecision, Threshold, UncertaintyGate,
-};
-use u2ad_core::volume::{write_atomically, Volume, VoxelType};
-use u2ad_report::figures::{curve_figure, maps_figure, CurveData, LevelSpan, OverlayLimits, RowLine, SliceMaps};
-use u2ad_report::html::{render_report, Report, ReportFigure, ReportLevel, ReportSubject};
+use u2ad_core::scoring::{call_cohort, CallConfig, LevelPooling, SliceSelection, Threshold, UncertaintyGate};
+use u2ad_core::volume::{Volume, VoxelType};
 
+use super::cohort_outputs::{merged, write_cohort, CohortFolder, SubjectResult};
 use super::Context;
 use crate::progress;
-use crate::sidecar::{command_line, write_sidecar};
+use crate::sidecar::write_sidecar;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum BaselineMethod {
@@ -221,84 +212,10 @@ pub struct DetectionFolder {
     pub calls: CallConfig,
 }
 
-#[derive(Debug, Serialize)]
-struct LevelCsvRow {
-    subject: String,
-    level: String,
-    score: Option<f64>,
-    threshold: Option<f64>,
-    call: String,
-    reason: Option<String>,
-    peak_position_mm: Option<f64>,
-    extent_mm: Option<f64>,
-    peak_signal_ratio: Option<f64>,
-    mean_eu: Option<f64>,
-    eu_limit: Option<f64>,
-}
-
-#[derive(Debug, Serialize)]
-struct PatientCsvRow {
-    subject: String,
-    patient_score: Option<f64>,
-    max_over_cord_rows: Option<f64>,
-    call: String,
-    positive_levels: String,
-    indeterminate_levels: String,
-    out_of_fov_levels: String,
-    samples: usize,
-    passes: usize,
-}
-
-#[derive(Debug, Serialize)]
-struct CurveCsvRow {
-    row: usize,
-    position_mm: f64,
-    level: String,
-    value: Option<f64>,
-}
-
-fn csv_bytes<T: Serialize>(rows: &[T]) -> anyhow::Result<Vec<u8>> {
-    let mut writer = csv::Writer::from_writer(Vec::new());
-    for row in rows {
-        writer.serialize(row)?;
-    }
-    writer.into_inner().map_err(|e| anyhow::anyhow!("{e}"))
-}
-
-fn write_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    write_atomically(path, |tmp| std::fs::write(tmp, bytes).map_err(|e| u2ad_core::CoreError::io(tmp, e)))?;
-    Ok(())
-}
-
-fn merged(mut base: Value, extra: &Value) -> Value {
-    if let (Some(target), Some(extra)) = (base.as_object_mut(), extra.as_object()) {
-        target.extend(extra.clone());
-    }
-    base
-}
-
-fn patient_call_label(call: PatientCall) -> &'static str {
-    match call {
-        PatientCall::Positive => "positive",
-        PatientCall::Negative => "negative",
-        PatientCall::NotAssessed => "not_assessed",
-    }
-}
-
-fn levels_with(decision: &SubjectDecision, pick: impl Fn(SegmentCall) -> bool) -> Vec<String> {
-    decision.segments.iter().filter(|s| pick(s.call)).map(|s| s.level.name().to_string()).collect()
-}
-
-/// The 99th percentile of the nonzero values of the subjects' mid-sagittal maps.
-fn cohort_limit(values: impl Iterator<Item = f32>) -> f32 {
-    let mut values: Vec<f64> = values.filter(|&v| v > 0.0).map(f64::from).collect();
-    values.sort_by(f64::total_cmp);
-    u2ad_core::scoring::percentile_of_sorted(&values, 99.0).unwrap_or(0.0) as f32
-}
-
 /// Writes a detection folder from the subjects' sample maps: maps on the native grid, per-subject
 /// tables and figures, cohort tables, the QC report (the layout of `u2ad detect`).
 pub fn write_detection_folder(folder: &DetectionFolder, maps: Vec<SubjectMaps>, context: &Context) -> anyhow::Result<()> {
+    let started = Instant::now();
     std::fs::create_dir_all(&folder.out).with_context(|| format!("{}: cannot create the output folder", folder.out.display()))?;
     let bar = progress::bar(maps.len() as u64, "write", context.quiet);
     let scored: Vec<(SubjectMaps, ScoredSubject, SubjectOutputs)> = maps
@@ -332,258 +249,28 @@ pub fn write_detection_folder(folder: &DetectionFolder, maps: Vec<SubjectMaps>, 
         .collect::<anyhow::Result<_>>()?;
     bar.finish_and_clear();
 
-    let scores: Vec<_> = scored.iter().map(|(_, s, _)| s.scores.clone()).collect();
-    let decisions = call_cohort(&scores, &folder.calls).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mids: Vec<Option<usize>> = scored.iter().map(|(m, _, _)| m.mid_sagittal()).collect();
-    let limits = OverlayLimits {
-        epistemic: cohort_limit(scored.iter().zip(&mids).filter_map(|((m, _, _), i)| i.map(|i| &m.samples[i])).flat_map(|s| s.epistemic.iter().copied())),
-        aleatoric: cohort_limit(scored.iter().zip(&mids).filter_map(|((m, _, _), i)| i.map(|i| &m.samples[i])).flat_map(|s| s.aleatoric.iter().copied())),
+    let results: Vec<SubjectResult> = scored
+        .into_iter()
+        .map(|(maps, scored, outputs)| {
+            let image = maps.subject.image_path.clone();
+            SubjectResult::new(maps, scored, outputs, image, started, false)
+        })
+        .collect();
+    let cohort = CohortFolder {
+        out: &folder.out,
+        method: Some(&folder.method),
+        scoring: &folder.scoring,
+        calls: &folder.calls,
+        subject_provenance: folder.provenance.clone(),
+        cohort_provenance: folder.provenance.clone(),
+        report_settings: vec![("method".into(), folder.method.clone())],
+        dataset_name: format!("u2ad {}: spinal cord T2 hyperintensity maps and calls", folder.method),
+        source_dataset: folder.provenance["Input"].as_str().map(String::from),
+        failed: &[],
     };
-    let too_few = decisions
-        .iter()
-        .flat_map(|d| &d.segments)
-        .filter(|s| s.call == SegmentCall::Indeterminate(IndeterminateReason::TooFewReferenceValues))
-        .count();
-    let mut warnings = Vec::new();
-    if too_few > 0 {
-        warnings.push(format!(
-            "not calibrated for {too_few} level(s): fewer than {} reference scores among the other subjects, so those levels are \
-             'indeterminate'; use --pooling pooled, a lower --min-reference, a larger cohort, or --threshold",
-            folder.calls.min_reference_values
-        ));
-    }
-    let settings = json!({
-        "CallThreshold": folder.calls.threshold,
-        "Pooling": folder.calls.pooling,
-        "MinReferenceValues": folder.calls.min_reference_values,
-        "UncertaintyGate": folder.calls.uncertainty_gate,
-        "Scoring": folder.scoring,
-    });
-    let mut all_levels = Vec::new();
-    let mut patients = Vec::new();
-    let mut report_subjects = Vec::new();
-    for (((subject_maps, scored, outputs), decision), mid) in scored.iter().zip(&decisions).zip(&mids) {
-        let meta = &subject_maps.subject;
-        let scores = &scored.scores;
-        let provenance = merged(json!({"Sources": [meta.image_path.display().to_string()]}), &folder.provenance);
-        let rows: Vec<LevelCsvRow> = level_rows(scores, decision)
-            .into_iter()
-            .zip(&decision.segments)
-            .map(|(r, s)| LevelCsvRow {
-                subject: r.subject,
-                level: r.level,
-                score: r.score,
-                threshold: r.threshold,
-                call: r.call,
-                reason: r.reason,
-                peak_position_mm: r.peak_position_mm,
-                extent_mm: r.extent_mm,
-                peak_signal_ratio: r.peak_signal_ratio,
-                mean_eu: s.mean_eu,
-                eu_limit: s.eu_limit,
-            })
-            .collect();
-        write_file(&outputs.levels_csv(), &csv_bytes(&rows)?)?;
-        write_sidecar(
-            &outputs.levels_csv(),
-            merged(merged(json!({"Description": "Per disc level: anomaly score (peak of the anomaly curve), threshold, call, peak position (mm), extent (mm), peak signal / median cord signal"}), &provenance), &settings),
-        )?;
-        let positive = levels_with(decision, |c| c == SegmentCall::Positive);
-        let indeterminate = levels_with(decision, |c| matches!(c, SegmentCall::Indeterminate(_)));
-        let out_of_fov = levels_with(decision, |c| c == SegmentCall::OutOfFieldOfView);
-        let patient_call = patient_call_label(decision.patient_call);
-        let passes: usize = subject_maps.samples.iter().map(|s| s.passes).sum();
-        let patient = merged(
-            merged(
-                json!({
-                    "GeneratedBy": [{"Name": "u2ad", "Version": env!("CARGO_PKG_VERSION"), "Command": command_line()}],
-                    "Subject": meta.subject,
-                    "PatientScore": scores.patient_score,
-                    "MaxOverCordRows": scores.max_over_cord_rows,
-                    "Call": patient_call,
-                    "PositiveLevels": positive,
-                    "IndeterminateLevels": indeterminate,
-                    "OutOfFieldOfViewLevels": out_of_fov,
-                    "Levels": rows,
-                    "LevelsSource": meta.levels_source,
-                    "Samples": subject_maps.samples.len(),
-                    "Passes": passes,
-                }),
-                &provenance,
-            ),
-            &settings,
-        );
-        write_file(&outputs.patient_json(), serde_json::to_string_pretty(&patient)?.as_bytes())?;
-
-        let row_segment = subject_maps.row_segment();
-        let origin = scores.position_origin.map(|o| o.row_px()).unwrap_or(0) as f64;
-        let pixel_mm = folder.scoring.scoring.pixel_mm;
-        let position = |row: f64| (row - origin) * pixel_mm;
-        let curve_rows: Vec<CurveCsvRow> = scores
-            .curve
-            .values
-            .iter()
-            .enumerate()
-            .map(|(row, value)| CurveCsvRow {
-                row,
-                position_mm: position(row as f64),
-                level: DiscLevel::from_code(row_segment[row]).map(|l| l.name().to_string()).unwrap_or_default(),
-                value: *value,
-            })
-            .collect();
-        write_file(&outputs.curve_csv(), &csv_bytes(&curve_rows)?)?;
-        write_sidecar(&outputs.curve_csv(), merged(json!({"Description": "Anomaly curve: per row of the 256 x 256 sagittal grid, the maximum over the sagittal slices of the mean candidate anomaly over the row's eroded cord"}), &provenance))?;
-
-        let lines = vertebra_lines(&row_segment);
-        let title = format!(
-            "{} ({}): patient score {}, {}{}",
-            meta.subject,
-            folder.method,
-            scores.patient_score.map(u2ad_report::figures::format_value).unwrap_or_else(|| "none".into()),
-            patient_call.replace('_', " "),
-            if positive.is_empty() { String::new() } else { format!(" ({})", positive.join(", ")) }
-        );
-        let mut figures = Vec::new();
-        if let Some(index) = *mid {
-            let sample = &subject_maps.samples[index];
-            let candidates = &scored.candidates[index];
-            let slice = SliceMaps {
-                rows: SAMPLE_SIZE,
-                cols: SAMPLE_SIZE,
-                image: sample.image.clone(),
-                reconstruction: sample.mean.clone(),
-                epistemic: sample.epistemic.clone(),
-                aleatoric: sample.aleatoric.clone(),
-                cord: sample.cord.clone(),
-                candidates: candidates.filtered_au.iter().map(|&v| u8::from(v != 0.0)).collect(),
-            };
-            let row_lines: Vec<RowLine> = lines.iter().map(|(r, n)| RowLine { row: *r as f64, label: n.clone() }).collect();
-            let png = maps_figure(&slice, &row_lines, limits, &format!("{title} · slice {}", sample.meta.native_slice))?;
-            write_file(&outputs.maps_figure(), &png)?;
-            write_sidecar(&outputs.maps_figure(), merged(json!({"Description": "Mid-sagittal sample: image, expected signal, EU (0), anomaly map with the candidates outlined"}), &provenance))?;
-            figures.push(ReportFigure {
-                caption: format!("Native sagittal slice {}: image, expected signal, EU (0), anomaly map (0 to {}) with the candidates outlined", sample.meta.native_slice, u2ad_report::figures::format_value(f64::from(limits.aleatoric))),
-                png,
-            });
-        }
-        let level_spans: Vec<LevelSpan> = decision
-            .segments
-            .iter()
-            .filter_map(|s| {
-                let rows: Vec<usize> = (0..SAMPLE_SIZE).filter(|&r| row_segment[r] == s.level.code()).collect();
-                let (first, last) = (*rows.first()?, *rows.last()?);
-                Some(LevelSpan {
-                    name: s.level.name().to_string(),
-                    start_mm: position(first as f64),
-                    end_mm: position(last as f64 + 1.0),
-                    threshold: s.threshold,
-                    peak: scores.segment(s.level).and_then(|x| x.peak()).map(|p| (p.peak_position_mm, p.score)),
-                    call: s.call.label().to_string(),
-                })
-            })
-            .collect();
-        let curve = CurveData {
-            positions_mm: (0..SAMPLE_SIZE).map(|r| position(r as f64)).collect(),
-            values: scores.curve.values.clone(),
-            boundaries: lines.iter().map(|(r, n)| (position(*r as f64), n.clone())).collect(),
-            levels: level_spans,
-        };
-        let png = curve_figure(&curve, &format!("{title} · anomaly curve"))?;
-        write_file(&outputs.curve_figure(), &png)?;
-        write_sidecar(&outputs.curve_figure(), merged(json!({"Description": "Anomaly curve with vertebral centres, thresholds and peaks"}), &provenance))?;
-        figures.push(ReportFigure { caption: "Anomaly curve: vertebral centres (green), thresholds (red dashes), peaks by call".into(), png });
-
-        let mut notes = vec![format!("method: {}", folder.method), format!("levels: {}", meta.levels_source)];
-        if !out_of_fov.is_empty() {
-            notes.push(format!("out of the field of view: {}", out_of_fov.join(", ")));
-        }
-        report_subjects.push(ReportSubject {
-            subject: meta.subject.clone(),
-            image_file: meta.image_path.display().to_string(),
-            patient_score: scores.patient_score,
-            patient_call: patient_call.to_string(),
-            positive_levels: positive.clone(),
-            notes,
-            levels: rows
-                .iter()
-                .map(|r| ReportLevel {
-                    level: r.level.clone(),
-                    score: r.score,
-                    threshold: r.threshold,
-                    call: r.call.clone(),
-                    reason: r.reason.clone(),
-                    peak_position_mm: r.peak_position_mm,
-                    extent_mm: r.extent_mm,
-                    peak_signal_ratio: r.peak_signal_ratio,
-                })
-                .collect(),
-            figures,
-        });
-        patients.push(PatientCsvRow {
-            subject: meta.subject.clone(),
-            patient_score: scores.patient_score,
-            max_over_cord_rows: scores.max_over_cord_rows,
-            call: patient_call.to_string(),
-            positive_levels: positive.join(" "),
-            indeterminate_levels: indeterminate.join(" "),
-            out_of_fov_levels: out_of_fov.join(" "),
-            samples: subject_maps.samples.len(),
-            passes,
-        });
-        all_levels.extend(rows);
-    }
-
-    let levels_path = folder.out.join(COHORT_LEVELS_CSV);
-    write_file(&levels_path, &csv_bytes(&all_levels)?)?;
-    write_sidecar(&levels_path, merged(json!({"Description": "Every subject and disc level", "Settings": settings}), &folder.provenance))?;
-    let patients_path = folder.out.join(COHORT_PATIENTS_CSV);
-    write_file(&patients_path, &csv_bytes(&patients)?)?;
-    write_sidecar(&patients_path, merged(json!({"Description": "Every subject: patient score, call and levels by call", "Settings": settings}), &folder.provenance))?;
-    let description = json!({
-        "Name": format!("u2ad {}: spinal cord T2 hyperintensity maps and calls", folder.method),
-        "BIDSVersion": "1.9.0",
-        "DatasetType": "derivative",
-        "GeneratedBy": [{"Name": "u2ad", "Version": env!("CARGO_PKG_VERSION"), "Command": command_line(), "Description": folder.method}],
-    });
-    write_file(&folder.out.join(DATASET_DESCRIPTION), serde_json::to_string_pretty(&description)?.as_bytes())?;
-    let report = Report {
-        title: format!("u2ad QC report ({}): {} subject(s)", folder.method, report_subjects.len()),
-        generated_by: format!("u2ad {} · {}", env!("CARGO_PKG_VERSION"), command_line()),
-        settings: vec![
-            ("method".into(), folder.method.clone()),
-            ("calls".into(), format!("{:?}, pooling {:?}, at least {} reference scores", folder.calls.threshold, folder.calls.pooling, folder.calls.min_reference_values)),
-            ("curve".into(), format!("{:?}", folder.scoring.scoring.curve)),
-        ],
-        warnings: warnings.clone(),
-        subjects: report_subjects,
-        failed: Vec::new(),
-    };
-    write_file(&folder.out.join(QC_REPORT_HTML), render_report(&report).as_bytes())?;
+    let (warnings, _) = write_cohort(&cohort, &results, context)?;
     for warning in &warnings {
         eprintln!("u2ad: warning: {warning}");
     }
-    if !context.quiet {
-        println!("{:<20} {:>10}  {:<13} positive levels", "subject", "score", "call");
-        for p in &patients {
-            println!(
-                "{:<20} {:>10}  {:<13} {}",
-                p.subject,
-                p.patient_score.map(|s| format!("{s:.3e}")).unwrap_or_else(|| "none".into()),
-                p.call,
-                if p.positive_levels.is_empty() { "none" } else { &p.positive_levels }
-            );
-        }
-    }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn merged_adds_and_overrides_keys() {
-        let v = merged(json!({"a": 1, "b": 2}), &json!({"b": 3, "c": 4}));
-        assert_eq!(v, json!({"a": 1, "b": 3, "c": 4}));
-    }
 }

@@ -30,6 +30,7 @@ use u2ad_core::synth::{write_cohort, CohortOptions, CohortRequest};
 use u2ad_model::train::TrainingConfig;
 use u2ad_model::MaskingStrategy;
 
+use super::train_common::{require_device, DeviceKind};
 use super::Context;
 use crate::sidecar::{command_line, write_sidecar};
 
@@ -73,6 +74,9 @@ pub struct DemoArgs {
     /// A training configuration (TOML) instead of the built-in configs/demo.toml.
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Where training and inference run (`cuda` needs a build with `--features cuda`).
+    #[arg(long, value_enum, default_value_t = DeviceKind::Cpu)]
+    pub device: DeviceKind,
 }
 
 /// Parses a verb's flags as its command line would (so every default is the verb's own).
@@ -170,6 +174,11 @@ pub fn run(args: DemoArgs, context: &Context) -> anyhow::Result<()> {
     if args.copies == 0 {
         bail!("--copies must be at least 1");
     }
+    require_device(args.device)?;
+    let device = match args.device {
+        DeviceKind::Cpu => "cpu",
+        DeviceKind::Cuda => "cuda",
+    };
     let (config_text, config_name) = match &args.config {
         Some(path) => (std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?, path.display().to_string()),
         None => (DEMO_CONFIG.to_string(), "configs/demo.toml (built in)".to_string()),
@@ -224,7 +233,7 @@ pub fn run(args: DemoArgs, context: &Context) -> anyhow::Result<()> {
     steps.begin(&format!("pretraining a demo-sized model ({} epochs; {config_name})", base_config.pretraining.epochs));
     let pretrain_dir = out.join("runs").join("pretrain");
     let seed = args.seed.to_string();
-    super::pretrain::run(parse("pretrain", &strings(&[&"--data", &healthy, &"--out", &pretrain_dir, &"--config", &config_path, &"--seed", &seed]))?, context)?;
+    super::pretrain::run(parse("pretrain", &strings(&[&"--data", &healthy, &"--out", &pretrain_dir, &"--config", &config_path, &"--seed", &seed, &"--device", &device]))?, context)?;
     let pretrained = pretrain_dir.join(super::train_common::MODEL_FILE);
 
     steps.begin(&format!("synthesising the target cohort: {} copies of {}", args.copies, TARGET_SUBJECTS.join(" and ")));
@@ -249,7 +258,7 @@ pub fn run(args: DemoArgs, context: &Context) -> anyhow::Result<()> {
     let calls = ["--pooling", "pooled", "--min-reference", "10"].map(String::from);
     let detect = |model: &Path, name: &str| -> anyhow::Result<PathBuf> {
         let dir = out.join("detect").join(name);
-        let mut argv = strings(&[&target, &"--model", &model, &"--out", &dir, &"--seed", &seed]);
+        let mut argv = strings(&[&target, &"--model", &model, &"--out", &dir, &"--seed", &seed, &"--device", &device]);
         argv.extend(calls.iter().cloned());
         super::detect::run(parse("detect", &argv)?, &quiet_verb)?;
         Ok(dir)
@@ -257,7 +266,7 @@ pub fn run(args: DemoArgs, context: &Context) -> anyhow::Result<()> {
     let adapt = |config: &Path, name: &str| -> anyhow::Result<PathBuf> {
         let dir = out.join("runs").join(name);
         super::adapt::run(
-            parse("adapt", &strings(&[&"--data", &target, &"--model", &pretrained, &"--out", &dir, &"--config", &config, &"--seed", &seed]))?,
+            parse("adapt", &strings(&[&"--data", &target, &"--model", &pretrained, &"--out", &dir, &"--config", &config, &"--seed", &seed, &"--device", &device]))?,
             context,
         )?;
         Ok(dir.join(super::train_common::MODEL_FILE))

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context as _};
-use burn::backend::Flex;
+use burn::tensor::backend::Backend;
 use clap::{Args, ValueEnum};
 use rayon::prelude::*;
 use serde::Serialize;
@@ -24,26 +24,39 @@ use sha2::{Digest, Sha256};
 use u2ad_core::cohort::SubjectFiles;
 use u2ad_core::dataset::{PreparedDataset, PreparedSample, SubjectMeta, SAMPLE_SIZE};
 use u2ad_core::detect_outputs::{
-    native_maps, score_maps, sidecar_of, slice_seed, vertebra_lines, MapScoring, SampleResult, ScoredSubject, SubjectMaps,
-    SubjectOutputs, COHORT_LEVELS_CSV, COHORT_PATIENTS_CSV, DATASET_DESCRIPTION, QC_REPORT_HTML,
+    native_maps, score_maps, sidecar_of, slice_seed, MapScoring, SampleResult, SubjectMaps, SubjectOutputs, QC_REPORT_HTML,
 };
-use u2ad_core::levels::{DiscLevel, LevelConvention};
+use u2ad_core::levels::LevelConvention;
 use u2ad_core::prepare::{prepare_subject, PrepareOptions};
 use u2ad_core::scoring::{
-    call_cohort, level_rows, CallConfig, CandidateMap, IndeterminateReason, LevelPooling, PatientCall, RowStatistic,
-    SegmentCall, SliceSelection, SubjectDecision, SubjectScores, Threshold, UncertaintyGate,
+    call_cohort, CallConfig, LevelPooling, PatientCall, Polarity, RowStatistic, SliceSelection, Threshold, UncertaintyGate,
 };
-use u2ad_core::volume::{write_atomically, Volume, VoxelType};
+use u2ad_core::volume::{Volume, VoxelType};
 use u2ad_model::{load_model, mc_inference, McConfig, McSchedule, McSlice, MaskedAutoencoder, ModelInfo};
-use u2ad_report::figures::{curve_figure, maps_figure, CurveData, LevelSpan, OverlayLimits, RowLine, SliceMaps};
-use u2ad_report::html::{render_report, Report, ReportFigure, ReportLevel, ReportSubject};
 
 use super::prepare::{find_inputs, parse_convention, Inputs, PrepareArgs};
+use super::cohort_outputs::{merged, write_cohort, CohortFolder, SubjectResult as Detected};
+use super::train_common::{require_device, DeviceKind};
 use super::Context;
 use crate::progress;
-use crate::sidecar::{command_line, write_sidecar};
+use crate::sidecar::write_sidecar;
 
-type Backend = Flex;
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PolarityArg {
+    /// Only pixels brighter than their reconstruction (T2 hyperintensities).
+    Hyperintense,
+    /// Both signs (the paper's AU).
+    Both,
+}
+
+impl From<PolarityArg> for Polarity {
+    fn from(p: PolarityArg) -> Polarity {
+        match p {
+            PolarityArg::Hyperintense => Polarity::Hyperintense,
+            PolarityArg::Both => Polarity::Both,
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ScheduleArg {
@@ -147,6 +160,13 @@ pub struct DetectArgs {
     /// Masked copies reconstructed per forward batch.
     #[arg(long, default_value_t = 8)]
     pub batch: usize,
+    /// Which deviations make the anomaly map: `hyperintense` (image brighter than its
+    /// reconstruction: T2 hyperintensities) or `both` (the paper's |image - reconstruction|).
+    #[arg(long, value_enum, default_value = "hyperintense")]
+    pub polarity: PolarityArg,
+    /// Where the model runs (`cuda` needs a build with `--features cuda`).
+    #[arg(long, value_enum, default_value_t = DeviceKind::Cpu)]
+    pub device: DeviceKind,
     /// Seed of the mask schedules (each slice's seed derives from it, the subject and the slice).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -193,6 +213,7 @@ struct MapSettings<'a> {
     preprocess: &'a u2ad_core::sample::PreprocessConfig,
     level_convention: Option<&'static str>,
     candidates: &'a u2ad_core::scoring::CandidateFilter,
+    polarity: Polarity,
 }
 
 /// Everything fixed for the run.
@@ -207,12 +228,18 @@ struct Run {
     calls: CallConfig,
     config_hash: String,
     force: bool,
+    polarity: Polarity,
 }
 
 impl Run {
     fn provenance(&self, sources: &[PathBuf]) -> Value {
+        let sources: Vec<String> = sources.iter().map(|p| p.display().to_string()).collect();
+        merged(json!({ "Sources": sources }), &self.model_provenance())
+    }
+
+    /// The model and settings every output records.
+    fn model_provenance(&self) -> Value {
         json!({
-            "Sources": sources.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
             "ModelFile": self.model_path.display().to_string(),
             "ModelHash": self.model_info.hash,
             "ConfigHash": self.config_hash,
@@ -260,20 +287,6 @@ impl Job {
     }
 }
 
-/// What phase 1 keeps of a subject.
-struct Detected {
-    subject: String,
-    image: PathBuf,
-    outputs: SubjectOutputs,
-    meta: SubjectMeta,
-    scored: ScoredSubject,
-    /// The mid-sagittal sample and its candidates (figures).
-    mid: Option<(SampleResult, CandidateMap)>,
-    passes: usize,
-    samples: usize,
-    seconds: f64,
-    reused: bool,
-}
 
 fn hash_hex(text: &str) -> String {
     Sha256::digest(text.as_bytes()).iter().take(8).map(|b| format!("{b:02x}")).collect()
@@ -383,10 +396,20 @@ fn settings_of(args: &DetectArgs) -> anyhow::Result<(McConfig, MapScoring, CallC
 }
 
 pub fn run(args: DetectArgs, context: &Context) -> anyhow::Result<()> {
+    require_device(args.device)?;
+    match args.device {
+        DeviceKind::Cpu => run_on::<burn::backend::Flex>(args, context, &Default::default()),
+        #[cfg(feature = "cuda")]
+        DeviceKind::Cuda => run_on::<burn::backend::Cuda>(args, context, &Default::default()),
+        #[cfg(not(feature = "cuda"))]
+        DeviceKind::Cuda => unreachable!("refused by require_device"),
+    }
+}
+
+fn run_on<B: Backend>(args: DetectArgs, context: &Context, device: &B::Device) -> anyhow::Result<()> {
     let started = Instant::now();
     let (mc, scoring, calls) = settings_of(&args)?;
-    let device = Default::default();
-    let (model, model_info) = load_model::<Backend>(&args.model, &device)?;
+    let (model, model_info) = load_model::<B>(&args.model, device)?;
     let grid = model_info.config.grid();
     if grid.image_size != SAMPLE_SIZE {
         bail!(
@@ -404,6 +427,7 @@ pub fn run(args: DetectArgs, context: &Context) -> anyhow::Result<()> {
         preprocess: &prepare.preprocess,
         level_convention: prepare.level_convention.map(|c| c.name()),
         candidates: &scoring.candidates,
+        polarity: args.polarity.into(),
     };
     let config_hash = hash_hex(&serde_json::to_string(&settings)?);
     let run = Run {
@@ -417,6 +441,7 @@ pub fn run(args: DetectArgs, context: &Context) -> anyhow::Result<()> {
         calls,
         config_hash,
         force: args.force,
+        polarity: args.polarity.into(),
     };
     std::fs::create_dir_all(&run.out).with_context(|| format!("{}: cannot create the output folder", run.out.display()))?;
 
@@ -502,7 +527,7 @@ fn reusable(outputs: &SubjectOutputs, run: &Run, sources: &[PathBuf]) -> bool {
         && sidecar["Sources"] == json!(sources)
 }
 
-fn detect_subject(job: Job, model: &MaskedAutoencoder<Backend>, run: &Run) -> anyhow::Result<Detected> {
+fn detect_subject<B: Backend>(job: Job, model: &MaskedAutoencoder<B>, run: &Run) -> anyhow::Result<Detected> {
     let started = Instant::now();
     let subject = job.subject().to_string();
     let image = job.image().to_path_buf();
@@ -534,7 +559,8 @@ fn detect_subject(job: Job, model: &MaskedAutoencoder<Backend>, run: &Run) -> an
         .iter()
         .zip(mc_maps)
         .map(|(s, m)| {
-            SampleResult::from_mc(s.meta, &s.image, &s.roi, &s.cord, &s.row_segment, m.mean, &m.epistemic, &m.aleatoric, m.passes)
+            let anomaly = run.polarity.anomaly(&s.image, &m.mean, &m.aleatoric);
+            SampleResult::from_mc(s.meta, &s.image, &s.roi, &s.cord, &s.row_segment, m.mean, &m.epistemic, &anomaly, m.passes)
         })
         .collect();
     let maps = SubjectMaps { subject: meta, samples: results };
@@ -542,7 +568,10 @@ fn detect_subject(job: Job, model: &MaskedAutoencoder<Backend>, run: &Run) -> an
     let native = native_maps(&maps, &scored.candidates, &reference);
     let provenance = run.provenance(&sources);
     let descriptions = [
-        ("Aleatoric uncertainty (anomaly map): |image - mean reconstruction| on the [0, 1] intensity scale, inside the cord eroded by 3 x 3 pixels; 0 elsewhere and on slices without cord", "[0, 1] intensity scale"),
+        (match run.polarity {
+            Polarity::Hyperintense => "Anomaly map: the aleatoric uncertainty |image - mean reconstruction| where the image is brighter than its reconstruction (hyperintense side only) and 0 where it is not, on the [0, 1] intensity scale, inside the cord eroded by 3 x 3 pixels; 0 elsewhere and on slices without cord",
+            Polarity::Both => "Anomaly map: the aleatoric uncertainty |image - mean reconstruction| on the [0, 1] intensity scale, inside the cord eroded by 3 x 3 pixels; 0 elsewhere and on slices without cord",
+        }, "[0, 1] intensity scale"),
         ("Epistemic uncertainty: variance of the K Monte-Carlo reconstructions, on the [0, 1] intensity scale squared, inside the cord eroded by 3 x 3 pixels; 0 elsewhere", "[0, 1] intensity scale, squared"),
         ("Mean of the K Monte-Carlo reconstructions inside the ROI (cord and CSF), the clipped input elsewhere, in the input's intensity units; 0 on slices without cord", "input intensity units"),
         ("Anomaly candidates: the AU above its 90th percentile in the eroded cord, 8-connected components of at least 2 pixels, the 3 best by mean x sum, per sagittal slice", "0/1"),
@@ -563,155 +592,17 @@ fn detect_subject(job: Job, model: &MaskedAutoencoder<Backend>, run: &Run) -> an
         json!("256 x 256 sagittal sample maps (image, mean reconstruction, EU, AU, ROI, cord, level rows) for rescoring");
     extra["Passes"] = json!(maps.samples.iter().map(|s| s.passes).collect::<Vec<_>>());
     write_sidecar(&outputs.sample_maps(), extra)?;
-    Ok(summarise_scored(maps, scored, outputs, image, started, false))
+    Ok(Detected::new(maps, scored, outputs, image, started, false))
 }
 
 fn summarise(maps: SubjectMaps, outputs: SubjectOutputs, image: PathBuf, run: &Run, started: Instant, reused: bool) -> Detected {
     let scored = score_maps(&maps, &run.scoring);
-    summarise_scored(maps, scored, outputs, image, started, reused)
+    Detected::new(maps, scored, outputs, image, started, reused)
 }
 
-fn summarise_scored(
-    mut maps: SubjectMaps,
-    mut scored: ScoredSubject,
-    outputs: SubjectOutputs,
-    image: PathBuf,
-    started: Instant,
-    reused: bool,
-) -> Detected {
-    let passes = maps.samples.iter().map(|s| s.passes).sum();
-    let samples = maps.samples.len();
-    let mid = maps.mid_sagittal().map(|i| (maps.samples.swap_remove(i), scored.candidates.swap_remove(i)));
-    scored.candidates.clear();
-    Detected {
-        subject: maps.subject.subject.clone(),
-        image,
-        outputs,
-        meta: maps.subject,
-        scored,
-        mid,
-        passes,
-        samples,
-        seconds: started.elapsed().as_secs_f64(),
-        reused,
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Phase 2
-
-/// One row of the per-level CSVs: scoring's [`u2ad_core::scoring::LevelRow`] and the EU gate.
-#[derive(Debug, Serialize)]
-struct LevelCsvRow {
-    subject: String,
-    level: String,
-    score: Option<f64>,
-    threshold: Option<f64>,
-    call: String,
-    reason: Option<String>,
-    peak_position_mm: Option<f64>,
-    extent_mm: Option<f64>,
-    peak_signal_ratio: Option<f64>,
-    mean_eu: Option<f64>,
-    eu_limit: Option<f64>,
-}
-
-#[derive(Debug, Serialize)]
-struct PatientCsvRow {
-    subject: String,
-    patient_score: Option<f64>,
-    max_over_cord_rows: Option<f64>,
-    call: String,
-    positive_levels: String,
-    indeterminate_levels: String,
-    out_of_fov_levels: String,
-    samples: usize,
-    passes: usize,
-}
-
-#[derive(Debug, Serialize)]
-struct CurveCsvRow {
-    row: usize,
-    position_mm: f64,
-    level: String,
-    value: Option<f64>,
-}
-
-fn csv_bytes<T: Serialize>(rows: &[T]) -> anyhow::Result<Vec<u8>> {
-    let mut writer = csv::Writer::from_writer(Vec::new());
-    for row in rows {
-        writer.serialize(row)?;
-    }
-    Ok(writer.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?)
-}
-
-fn write_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    write_atomically(path, |tmp| std::fs::write(tmp, bytes).map_err(|e| u2ad_core::CoreError::io(tmp, e)))?;
-    Ok(())
-}
-
-fn patient_call_label(call: PatientCall) -> &'static str {
-    match call {
-        PatientCall::Positive => "positive",
-        PatientCall::Negative => "negative",
-        PatientCall::NotAssessed => "not_assessed",
-    }
-}
-
-fn levels_with(decision: &SubjectDecision, pick: impl Fn(SegmentCall) -> bool) -> Vec<String> {
-    decision.segments.iter().filter(|s| pick(s.call)).map(|s| s.level.name().to_string()).collect()
-}
-
-/// The 99th percentile of the nonzero values of the mid-sagittal maps of the cohort.
-fn cohort_limit(detected: &[Detected], pick: impl Fn(&SampleResult) -> &Vec<f32>) -> f32 {
-    let mut values: Vec<f64> = detected
-        .iter()
-        .filter_map(|d| d.mid.as_ref())
-        .flat_map(|(s, _)| pick(s).iter().filter(|&&v| v > 0.0).map(|&v| v as f64).collect::<Vec<_>>())
-        .collect();
-    values.sort_by(f64::total_cmp);
-    u2ad_core::scoring::percentile_of_sorted(&values, 99.0).unwrap_or(0.0) as f32
-}
-
-/// The calibration state in words (for the terminal, the JSON and the report), and warnings.
-fn calibration(run: &Run, subjects: usize, decisions: &[SubjectDecision]) -> (String, Vec<String>) {
-    let too_few = decisions
-        .iter()
-        .flat_map(|d| &d.segments)
-        .filter(|s| s.call == SegmentCall::Indeterminate(IndeterminateReason::TooFewReferenceValues))
-        .count();
-    match run.calls.threshold {
-        Threshold::Fixed(t) => (format!("fixed threshold {t} (--threshold)"), Vec::new()),
-        Threshold::Cohort { target_false_positive_rate } => {
-            let pooling = match run.calls.pooling {
-                LevelPooling::PerLevel => "the same level of the other subjects",
-                LevelPooling::Pooled => "every level of the other subjects",
-            };
-            let text = format!(
-                "cohort-calibrated, leave-one-subject-out: threshold = median + z x 1.4826 x MAD of {pooling}, \
-                 target false-positive rate {target_false_positive_rate}, at least {} reference scores",
-                run.calls.min_reference_values
-            );
-            let mut warnings = Vec::new();
-            if subjects == 1 {
-                warnings.push(
-                    "not calibrated: a cohort of one subject cannot calibrate thresholds, so every level is 'indeterminate' \
-                     (too_few_reference_values); give --threshold X learnt on a labelled set, or run on the whole cohort"
-                        .to_string(),
-                );
-            } else if too_few > 0 {
-                warnings.push(format!(
-                    "not calibrated for {too_few} level(s): fewer than {} reference scores among the other {} subject(s), \
-                     so those levels are 'indeterminate' (too_few_reference_values); use --pooling pooled, a lower \
-                     --min-reference, a larger cohort, or --threshold",
-                    run.calls.min_reference_values,
-                    subjects - 1
-                ));
-            }
-            (text, warnings)
-        }
-    }
-}
 
 fn finish_cohort(
     detected: &[Detected],
@@ -720,297 +611,28 @@ fn finish_cohort(
     args: &DetectArgs,
     context: &Context,
 ) -> anyhow::Result<(Vec<String>, Vec<PatientCall>)> {
-    let scores: Vec<SubjectScores> = detected.iter().map(|d| d.scored.scores.clone()).collect();
-    let decisions = call_cohort(&scores, &run.calls).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let (calibration_text, warnings) = calibration(run, detected.len(), &decisions);
-    let limits = OverlayLimits {
-        epistemic: cohort_limit(detected, |s| &s.epistemic),
-        aleatoric: cohort_limit(detected, |s| &s.aleatoric),
-    };
-    let settings_json = json!({
-        "CallThreshold": run.calls.threshold,
-        "Pooling": run.calls.pooling,
-        "MinReferenceValues": run.calls.min_reference_values,
-        "UncertaintyGate": run.calls.uncertainty_gate,
-        "Scoring": run.scoring,
-        "Calibration": calibration_text,
-    });
-    let mut all_levels = Vec::new();
-    let mut patients = Vec::new();
-    let mut report_subjects = Vec::new();
-    for (d, decision) in detected.iter().zip(&decisions) {
-        let scores = &d.scored.scores;
-        let rows: Vec<LevelCsvRow> = level_rows(scores, decision)
-            .into_iter()
-            .zip(&decision.segments)
-            .map(|(r, s)| LevelCsvRow {
-                subject: r.subject,
-                level: r.level,
-                score: r.score,
-                threshold: r.threshold,
-                call: r.call,
-                reason: r.reason,
-                peak_position_mm: r.peak_position_mm,
-                extent_mm: r.extent_mm,
-                peak_signal_ratio: r.peak_signal_ratio,
-                mean_eu: s.mean_eu,
-                eu_limit: s.eu_limit,
-            })
-            .collect();
-        let provenance = run.provenance(&[d.image.clone()]);
-        let with = |mut v: Value, extra: &Value| {
-            if let (Some(target), Some(extra)) = (v.as_object_mut(), extra.as_object()) {
-                target.extend(extra.clone());
-            }
-            v
-        };
-        write_file(&d.outputs.levels_csv(), &csv_bytes(&rows)?)?;
-        write_sidecar(
-            &d.outputs.levels_csv(),
-            with(
-                with(json!({"Description": "Per disc level: anomaly score (peak of the anomaly curve), threshold, call, peak position (mm from the centre of C2, inferior positive), extent along the cord (mm), peak signal / median cord signal, mean EU and the EU limit"}), &provenance),
-                &settings_json,
-            ),
-        )?;
-        let positive = levels_with(decision, |c| c == SegmentCall::Positive);
-        let indeterminate = levels_with(decision, |c| matches!(c, SegmentCall::Indeterminate(_)));
-        let out_of_fov = levels_with(decision, |c| c == SegmentCall::OutOfFieldOfView);
-        let patient_call = patient_call_label(decision.patient_call);
-        let patient = with(
-            with(
-                json!({
-                    "GeneratedBy": [{"Name": "u2ad", "Version": env!("CARGO_PKG_VERSION"), "Command": command_line()}],
-                    "Subject": d.subject,
-                    "PatientScore": scores.patient_score,
-                    "MaxOverCordRows": scores.max_over_cord_rows,
-                    "Call": patient_call,
-                    "PositiveLevels": positive,
-                    "IndeterminateLevels": indeterminate,
-                    "OutOfFieldOfViewLevels": out_of_fov,
-                    "Levels": rows,
-                    "LevelsSource": d.meta.levels_source,
-                    "Samples": d.samples,
-                    "Passes": d.passes,
-                }),
-                &provenance,
-            ),
-            &settings_json,
-        );
-        write_file(&d.outputs.patient_json(), serde_json::to_string_pretty(&patient)?.as_bytes())?;
-
-        // The curve.
-        let origin = scores.position_origin.map(|o| o.row_px()).unwrap_or(0) as f64;
-        let pixel_mm = run.scoring.scoring.pixel_mm;
-        let position = |row: f64| (row - origin) * pixel_mm;
-        let row_segment = d.mid.as_ref().map(|(s, _)| s.row_segment.clone()).unwrap_or_else(|| vec![0; SAMPLE_SIZE]);
-        let curve_rows: Vec<CurveCsvRow> = scores
-            .curve
-            .values
-            .iter()
-            .enumerate()
-            .map(|(row, value)| CurveCsvRow {
-                row,
-                position_mm: position(row as f64),
-                level: DiscLevel::from_code(row_segment[row]).map(|l| l.name().to_string()).unwrap_or_default(),
-                value: *value,
-            })
-            .collect();
-        write_file(&d.outputs.curve_csv(), &csv_bytes(&curve_rows)?)?;
-        write_sidecar(
-            &d.outputs.curve_csv(),
-            with(json!({"Description": "Anomaly curve: per row of the 256 x 256 sagittal grid (0.78125 mm), the maximum over the sagittal slices of the mean candidate AU over the row's eroded cord; empty where no slice has eroded cord. position_mm: from the centre of C2, inferior positive"}), &provenance),
-        )?;
-
-        // Figures.
-        let lines = vertebra_lines(&row_segment);
-        let mut figures = Vec::new();
-        let title = format!(
-            "{}: patient score {}, {}{}",
-            d.subject,
-            scores.patient_score.map(u2ad_report::figures::format_value).unwrap_or_else(|| "none".into()),
-            patient_call.replace('_', " "),
-            if positive.is_empty() { String::new() } else { format!(" ({})", positive.join(", ")) }
-        );
-        if let Some((sample, candidates)) = &d.mid {
-            let slice = SliceMaps {
-                rows: SAMPLE_SIZE,
-                cols: SAMPLE_SIZE,
-                image: sample.image.clone(),
-                reconstruction: sample.mean.clone(),
-                epistemic: sample.epistemic.clone(),
-                aleatoric: sample.aleatoric.clone(),
-                cord: sample.cord.clone(),
-                candidates: candidates.filtered_au.iter().map(|&v| u8::from(v != 0.0)).collect(),
-            };
-            let row_lines: Vec<RowLine> = lines.iter().map(|(r, n)| RowLine { row: *r as f64, label: n.clone() }).collect();
-            let slice_title = format!("{title} · slice {} ({:+.1} mm from mid)", sample.meta.native_slice, sample.meta.offset_from_mid_mm);
-            let png = maps_figure(&slice, &row_lines, limits, &slice_title)?;
-            write_file(&d.outputs.maps_figure(), &png)?;
-            write_sidecar(
-                &d.outputs.maps_figure(),
-                with(json!({"Description": "Mid-sagittal sample (largest eroded cord): image with the cord outlined, mean reconstruction, EU and AU overlays (cohort 99th-percentile colour limits), candidates outlined in magenta, vertebral centres in green", "ColourLimits": {"EU": limits.epistemic, "AU": limits.aleatoric}}), &provenance),
-            )?;
-            figures.push(ReportFigure {
-                caption: format!(
-                    "Native sagittal slice {}: image (cord outlined), mean reconstruction, EU (0 to {}), AU (0 to {}) with the anomaly candidates outlined; green lines: vertebral centres",
-                    sample.meta.native_slice,
-                    u2ad_report::figures::format_value(limits.epistemic as f64),
-                    u2ad_report::figures::format_value(limits.aleatoric as f64)
-                ),
-                png,
-            });
-        }
-        let level_spans: Vec<LevelSpan> = decision
-            .segments
-            .iter()
-            .filter_map(|s| {
-                let rows: Vec<usize> = (0..SAMPLE_SIZE).filter(|&r| row_segment[r] == s.level.code()).collect();
-                let (first, last) = (*rows.first()?, *rows.last()?);
-                let peak = scores.segment(s.level).and_then(|x| x.peak()).map(|p| (p.peak_position_mm, p.score));
-                Some(LevelSpan {
-                    name: s.level.name().to_string(),
-                    start_mm: position(first as f64),
-                    end_mm: position(last as f64 + 1.0),
-                    threshold: s.threshold,
-                    peak,
-                    call: s.call.label().to_string(),
-                })
-            })
-            .collect();
-        let curve = CurveData {
-            positions_mm: (0..SAMPLE_SIZE).map(|r| position(r as f64)).collect(),
-            values: scores.curve.values.clone(),
-            boundaries: lines.iter().map(|(r, n)| (position(*r as f64), n.clone())).collect(),
-            levels: level_spans,
-        };
-        let png = curve_figure(&curve, &format!("{title} · anomaly curve"))?;
-        write_file(&d.outputs.curve_figure(), &png)?;
-        write_sidecar(
-            &d.outputs.curve_figure(),
-            with(json!({"Description": "Anomaly curve along the cord with the vertebral centres (green), each level's threshold (red dashes) and its peak coloured by its call"}), &provenance),
-        )?;
-        figures.push(ReportFigure {
-            caption: "Anomaly curve: blue, the curve; green dashes, vertebral centres; red dashes, each level's threshold; dots, each level's peak (red positive, grey negative, orange indeterminate)".into(),
-            png,
-        });
-
-        let mut notes = Vec::new();
-        if !out_of_fov.is_empty() {
-            notes.push(format!("out of the field of view (or no cord seen): {}", out_of_fov.join(", ")));
-        }
-        for s in &decision.segments {
-            if let SegmentCall::Indeterminate(reason) = s.call {
-                let why = match reason {
-                    IndeterminateReason::HighEpistemicUncertainty => "epistemic uncertainty above the cohort's limit",
-                    IndeterminateReason::TooFewReferenceValues => "too few reference scores to calibrate a threshold",
-                };
-                notes.push(format!("{} indeterminate: {why}", s.level.name()));
-            }
-        }
-        notes.push(format!("levels: {}", d.meta.levels_source));
-        if d.meta.csf_derived {
-            notes.push("CSF derived around the cord (no CSF mask given)".into());
-        }
-        if d.reused {
-            notes.push("Monte-Carlo maps reused from a previous run with the same model and settings".into());
-        }
-        report_subjects.push(ReportSubject {
-            subject: d.subject.clone(),
-            image_file: d.image.display().to_string(),
-            patient_score: scores.patient_score,
-            patient_call: patient_call.to_string(),
-            positive_levels: positive.clone(),
-            notes,
-            levels: rows
-                .iter()
-                .map(|r| ReportLevel {
-                    level: r.level.clone(),
-                    score: r.score,
-                    threshold: r.threshold,
-                    call: r.call.clone(),
-                    reason: r.reason.clone(),
-                    peak_position_mm: r.peak_position_mm,
-                    extent_mm: r.extent_mm,
-                    peak_signal_ratio: r.peak_signal_ratio,
-                })
-                .collect(),
-            figures,
-        });
-        patients.push(PatientCsvRow {
-            subject: d.subject.clone(),
-            patient_score: scores.patient_score,
-            max_over_cord_rows: scores.max_over_cord_rows,
-            call: patient_call.to_string(),
-            positive_levels: positive.join(" "),
-            indeterminate_levels: indeterminate.join(" "),
-            out_of_fov_levels: out_of_fov.join(" "),
-            samples: d.samples,
-            passes: d.passes,
-        });
-        all_levels.extend(rows);
-    }
-
-    let provenance = json!({
-        "ModelFile": run.model_path.display().to_string(),
-        "ModelHash": run.model_info.hash,
-        "ConfigHash": run.config_hash,
-        "Seed": run.seed,
-        "MonteCarlo": run.mc,
-        "FailedSubjects": failed.iter().map(|(s, e)| json!({"subject": s, "error": e})).collect::<Vec<_>>(),
-    });
-    let levels_path = run.out.join(COHORT_LEVELS_CSV);
-    write_file(&levels_path, &csv_bytes(&all_levels)?)?;
-    let mut extra = provenance.clone();
-    extra["Description"] = json!("Every subject and disc level (see the per-subject _desc-levels_scores.csv)");
-    extra["Settings"] = settings_json.clone();
-    write_sidecar(&levels_path, extra)?;
-    let patients_path = run.out.join(COHORT_PATIENTS_CSV);
-    write_file(&patients_path, &csv_bytes(&patients)?)?;
-    let mut extra = provenance.clone();
-    extra["Description"] = json!("Every subject: patient score (maximum of the level scores), call and levels by call");
-    extra["Settings"] = settings_json.clone();
-    write_sidecar(&patients_path, extra)?;
-    let description = json!({
-        "Name": "u2ad detect: spinal cord T2 hyperintensity maps and calls",
-        "BIDSVersion": "1.9.0",
-        "DatasetType": "derivative",
-        "GeneratedBy": [{"Name": "u2ad", "Version": env!("CARGO_PKG_VERSION"), "Command": command_line()}],
-        "SourceDatasets": [{"URL": args.input.as_ref().or(args.image.as_ref()).map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()).display().to_string())}],
-    });
-    write_file(&run.out.join(DATASET_DESCRIPTION), serde_json::to_string_pretty(&description)?.as_bytes())?;
-
     let schedule = match run.mc.schedule {
         McSchedule::Balanced => "balanced".to_string(),
         McSchedule::RandomUntilCovered { max_passes } => format!("reference (random until covered, at most {max_passes} passes)"),
     };
-    let report = Report {
-        title: format!("u2ad QC report: {} subject(s)", detected.len()),
-        generated_by: format!("u2ad {} · {}", env!("CARGO_PKG_VERSION"), command_line()),
-        settings: vec![
+    let provenance = run.model_provenance();
+    let folder = CohortFolder {
+        out: &run.out,
+        method: None,
+        scoring: &run.scoring,
+        calls: &run.calls,
+        subject_provenance: provenance.clone(),
+        cohort_provenance: provenance,
+        report_settings: vec![
             ("model".into(), format!("{} (hash {})", run.model_path.display(), run.model_info.hash)),
             ("Monte-Carlo".into(), format!("K = {}, mask ratio {}, {schedule}, seed {}", run.mc.samples_per_patch, run.mc.mask_ratio, run.seed)),
-            ("calibration".into(), calibration_text.clone()),
             ("EU gate".into(), format!("{:?}", run.calls.uncertainty_gate)),
-            ("curve".into(), format!("{:?}", run.scoring.scoring.curve)),
             ("configuration hash".into(), run.config_hash.clone()),
         ],
-        warnings: warnings.clone(),
-        subjects: report_subjects,
-        failed: failed.to_vec(),
+        dataset_name: "u2ad detect: spinal cord T2 hyperintensity maps and calls".into(),
+        source_dataset: args.input.as_ref().or(args.image.as_ref()).map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()).display().to_string()),
+        failed,
     };
-    write_file(&run.out.join(QC_REPORT_HTML), render_report(&report).as_bytes())?;
-
-    if !context.quiet {
-        println!("{:<16} {:>10}  {:<13} positive levels", "subject", "score", "call");
-        for p in &patients {
-            println!(
-                "{:<16} {:>10}  {:<13} {}",
-                p.subject,
-                p.patient_score.map(|s| format!("{s:.3e}")).unwrap_or_else(|| "none".into()),
-                p.call,
-                if p.positive_levels.is_empty() { "none" } else { &p.positive_levels }
-            );
-        }
-    }
+    let (warnings, decisions) = write_cohort(&folder, detected, context)?;
     Ok((warnings, decisions.iter().map(|d| d.patient_call).collect()))
 }

@@ -2,9 +2,11 @@
 
 pub mod adapt;
 pub mod baseline;
+pub mod cohort_outputs;
 pub mod demo;
 pub mod detect;
 pub mod evaluate;
+pub mod import;
 pub mod prepare;
 pub mod pretrain;
 pub mod synth;

@@ -95,7 +95,8 @@ impl History {
                 "{},{},{:e},{:.6e},{:.6e},{:.6e},{:.2}",
                 r.epoch,
                 r.stage.name(),
-                r.learning_rate,
+                // 12 significant digits: 3e-3 x 0.1 prints as 3e-4, not 3.0000000000000003e-4.
+                format!("{:.11e}", r.learning_rate).parse::<f64>().unwrap_or(r.learning_rate),
                 r.loss,
                 r.image_mse,
                 r.edge_mse,
@@ -185,6 +186,15 @@ mod tests {
         let unc = history.uncertainty_csv();
         assert_eq!(unc.lines().nth(1).unwrap(), "0,eu_guided,1.500000e-4,3.000000e-2,2.000000e-2,12,4,2.00");
         assert_eq!(history.stage_boundaries(), vec![(2, Stage::AuGuided)]);
+    }
+
+    #[test]
+    fn decayed_learning_rates_print_short() {
+        let mut record = epoch(1, Stage::Pretrain);
+        record.learning_rate = 3e-3 * 0.1f64.powi(1);
+        assert_ne!(record.learning_rate, 3e-4, "the product is not the literal");
+        let history = History { epochs: vec![record], refreshes: Vec::new() };
+        assert!(history.losses_csv().lines().nth(1).unwrap().starts_with("1,pretrain,3e-4,"), "{}", history.losses_csv());
     }
 
     #[test]

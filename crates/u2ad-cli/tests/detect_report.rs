@@ -77,7 +77,9 @@ fn the_report_loads_in_chromium_and_shows_the_first_subject() {
     let cohort = sample_file("spine-t2");
     let output = Command::new(env!("CARGO_BIN_EXE_u2ad"))
         .args(["detect", cohort.to_str().unwrap(), "--model", model.to_str().unwrap(), "--out", out.to_str().unwrap()])
-        .args(["--include", "sub-errsm30", "--include", "sub-errsm23", "--threshold", "0.002", "--quiet"])
+        // Two-sided AU: a random model reconstructs the cord too bright, and the default
+        // hyperintense-only map would leave the AU panel of the screenshot empty.
+        .args(["--include", "sub-errsm30", "--include", "sub-errsm23", "--threshold", "0.002", "--polarity", "both", "--quiet"])
         .output()
         .unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));

@@ -105,6 +105,20 @@ pub struct SampleView<'a> {
     pub row_segment: &'a [u8],
 }
 
+impl SampleView<'_> {
+    /// An owned copy.
+    pub fn to_sample(&self) -> PreparedSample {
+        PreparedSample {
+            meta: *self.meta,
+            image: self.image.to_vec(),
+            roi: self.roi.to_vec(),
+            cord: self.cord.to_vec(),
+            csf: self.csf.to_vec(),
+            row_segment: self.row_segment.to_vec(),
+        }
+    }
+}
+
 impl PreparedDataset {
     pub fn new(command: String) -> Self {
         PreparedDataset {
@@ -150,6 +164,18 @@ impl PreparedDataset {
     }
 
     /// Appends a subject and its samples (arrays of SAMPLE_PIXELS per sample, SAMPLE_SIZE rows).
+    /// Every subject (or those named in `include`, when not empty) with owned copies of its
+    /// samples, in file order.
+    pub fn subjects_with_samples(&self, include: &[String]) -> Vec<(SubjectMeta, Vec<PreparedSample>)> {
+        self.meta
+            .subjects
+            .iter()
+            .enumerate()
+            .filter(|(_, meta)| include.is_empty() || include.contains(&meta.subject))
+            .map(|(index, meta)| (meta.clone(), self.samples_of(index).into_iter().map(|i| self.sample(i).to_sample()).collect()))
+            .collect()
+    }
+
     pub fn push_subject(&mut self, subject: SubjectMeta, samples: Vec<PreparedSample>) {
         let subject_index = self.meta.subjects.len();
         self.meta.subjects.push(subject);

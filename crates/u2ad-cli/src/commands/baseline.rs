@@ -98,33 +98,7 @@ pub struct BaselineArgs {
 fn load_subjects(args: &BaselineArgs, context: &Context) -> anyhow::Result<Vec<(SubjectMeta, Vec<PreparedSample>)>> {
     let input = &args.input;
     if input.is_file() && input.extension().is_some_and(|e| e == "u2ds") {
-        let dataset = PreparedDataset::read(input)?;
-        let subjects: Vec<(SubjectMeta, Vec<PreparedSample>)> = dataset
-            .meta
-            .subjects
-            .iter()
-            .enumerate()
-            .filter(|(_, meta)| args.include.is_empty() || args.include.contains(&meta.subject))
-            .map(|(index, meta)| {
-                let samples = dataset
-                    .samples_of(index)
-                    .into_iter()
-                    .map(|i| {
-                        let view = dataset.sample(i);
-                        PreparedSample {
-                            meta: *view.meta,
-                            image: view.image.to_vec(),
-                            roi: view.roi.to_vec(),
-                            cord: view.cord.to_vec(),
-                            csf: view.csf.to_vec(),
-                            row_segment: view.row_segment.to_vec(),
-                        }
-                    })
-                    .collect();
-                (meta.clone(), samples)
-            })
-            .collect();
-        return Ok(subjects);
+        return Ok(PreparedDataset::read(input)?.subjects_with_samples(&args.include));
     }
     let options = DiscoveryOptions { include: args.include.clone(), ..Default::default() };
     let files = discover_bids(input, &options)?;

@@ -26,7 +26,6 @@ use u2ad_core::dataset::{PreparedDataset, PreparedSample, SubjectMeta, SAMPLE_SI
 use u2ad_core::detect_outputs::{
     native_maps, score_maps, sidecar_of, slice_seed, MapScoring, SampleResult, SubjectMaps, SubjectOutputs, QC_REPORT_HTML,
 };
-use u2ad_core::levels::LevelConvention;
 use u2ad_core::prepare::{prepare_subject, PrepareOptions};
 use u2ad_core::scoring::{
     call_cohort, CallConfig, LevelPooling, PatientCall, Polarity, RowStatistic, SliceSelection, Threshold, UncertaintyGate,
@@ -34,7 +33,7 @@ use u2ad_core::scoring::{
 use u2ad_core::volume::{Volume, VoxelType};
 use u2ad_model::{load_model, mc_inference, McConfig, McSchedule, McSlice, MaskedAutoencoder, ModelInfo};
 
-use super::prepare::{find_inputs, parse_convention, Inputs, PrepareArgs};
+use super::prepare::{find_inputs, Inputs, ScanInputs};
 use super::cohort_outputs::{merged, write_cohort, CohortFolder, SubjectResult as Detected};
 use super::train_common::{require_device, DeviceKind};
 use super::Context;
@@ -111,39 +110,8 @@ pub struct DetectArgs {
     #[arg(short, long)]
     pub out: PathBuf,
 
-    /// One T2w image (instead of a cohort).
-    #[arg(long, conflicts_with = "input", requires = "cord")]
-    pub image: Option<PathBuf>,
-    /// Its binary spinal cord mask.
-    #[arg(long)]
-    pub cord: Option<PathBuf>,
-    /// Its CSF mask; derived around the cord if absent.
-    #[arg(long)]
-    pub csf: Option<PathBuf>,
-    /// Its level labels (SCT or TotalSpineSeg).
-    #[arg(long)]
-    pub levels: Option<PathBuf>,
-    /// Subject name for --image (default: the image name without _T2w.nii.gz).
-    #[arg(long)]
-    pub subject: Option<String>,
-    /// Labels folder of a BIDS dataset (default: <input>/derivatives/labels).
-    #[arg(long)]
-    pub labels_dir: Option<PathBuf>,
-    /// Suffix of the cord masks (default: _label-SC_seg); repeat to try several.
-    #[arg(long)]
-    pub cord_suffix: Vec<String>,
-    /// Suffix of the CSF masks.
-    #[arg(long)]
-    pub csf_suffix: Vec<String>,
-    /// Suffix of the level files.
-    #[arg(long)]
-    pub levels_suffix: Vec<String>,
-    /// Level convention, when it cannot be told from the file.
-    #[arg(long, value_parser = parse_convention)]
-    pub level_convention: Option<LevelConvention>,
-    /// Only these subjects (sub-XX); repeat for several.
-    #[arg(long)]
-    pub include: Vec<String>,
+    #[command(flatten)]
+    pub scans: ScanInputs,
 
     /// K: reconstructions of each ROI patch.
     #[arg(short = 'k', long, default_value_t = 10)]
@@ -295,54 +263,18 @@ fn hash_hex(text: &str) -> String {
 fn jobs_of(args: &DetectArgs) -> anyhow::Result<Vec<Job>> {
     if let Some(input) = &args.input {
         if input.is_file() && input.extension().is_some_and(|e| e == "u2ds") {
-            let mut dataset = PreparedDataset::read(input)?;
-            let mut jobs = Vec::new();
-            let subjects = std::mem::take(&mut dataset.meta.subjects);
-            for (index, meta) in subjects.into_iter().enumerate() {
-                if !args.include.is_empty() && !args.include.contains(&meta.subject) {
-                    continue;
-                }
-                let samples = dataset
-                    .samples_of(index)
-                    .into_iter()
-                    .map(|i| {
-                        let view = dataset.sample(i);
-                        PreparedSample {
-                            meta: *view.meta,
-                            image: view.image.to_vec(),
-                            roi: view.roi.to_vec(),
-                            cord: view.cord.to_vec(),
-                            csf: view.csf.to_vec(),
-                            row_segment: view.row_segment.to_vec(),
-                        }
-                    })
-                    .collect();
-                jobs.push(Job::Prepared { meta, samples });
-            }
+            let jobs: Vec<Job> = PreparedDataset::read(input)?
+                .subjects_with_samples(&args.scans.include)
+                .into_iter()
+                .map(|(meta, samples)| Job::Prepared { meta, samples })
+                .collect();
             if jobs.is_empty() {
                 bail!("{}: no subject to detect (check --include)", input.display());
             }
             return Ok(jobs);
         }
     }
-    let prepare_args = PrepareArgs {
-        input: args.input.clone(),
-        output: args.out.clone(),
-        image: args.image.clone(),
-        cord: args.cord.clone(),
-        csf: args.csf.clone(),
-        levels: args.levels.clone(),
-        subject: args.subject.clone(),
-        labels_dir: args.labels_dir.clone(),
-        cord_suffix: args.cord_suffix.clone(),
-        csf_suffix: args.csf_suffix.clone(),
-        levels_suffix: args.levels_suffix.clone(),
-        level_convention: args.level_convention,
-        include: args.include.clone(),
-        jobs: args.jobs,
-        skip_failed: false,
-    };
-    match find_inputs(&prepare_args)? {
+    match find_inputs(args.input.as_ref(), &args.scans)? {
         Inputs::Scans(subjects) => Ok(subjects.into_iter().map(Job::Files).collect()),
         Inputs::Slices(paths) => bail!(
             "{}: .npy slices have no image grid to write maps on; u2ad detect reads NIfTI scans (a BIDS folder or --image) \
@@ -420,7 +352,7 @@ fn run_on<B: Backend>(args: DetectArgs, context: &Context, device: &B::Device) -
         );
     }
     let jobs = jobs_of(&args)?;
-    let prepare = PrepareOptions { level_convention: args.level_convention, ..Default::default() };
+    let prepare = PrepareOptions { level_convention: args.scans.level_convention, ..Default::default() };
     let settings = MapSettings {
         monte_carlo: &mc,
         seed: args.seed,
@@ -630,7 +562,7 @@ fn finish_cohort(
             ("configuration hash".into(), run.config_hash.clone()),
         ],
         dataset_name: "u2ad detect: spinal cord T2 hyperintensity maps and calls".into(),
-        source_dataset: args.input.as_ref().or(args.image.as_ref()).map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()).display().to_string()),
+        source_dataset: args.input.as_ref().or(args.scans.image.as_ref()).map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()).display().to_string()),
         failed,
     };
     let (warnings, decisions) = write_cohort(&folder, detected, context)?;

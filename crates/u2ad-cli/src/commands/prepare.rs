@@ -30,6 +30,21 @@ pub struct PrepareArgs {
     #[arg(short, long)]
     pub output: PathBuf,
 
+    #[command(flatten)]
+    pub scans: ScanInputs,
+
+    /// Subjects prepared in parallel (default: all cores).
+    #[arg(short, long)]
+    pub jobs: Option<usize>,
+    /// Leave out subjects that fail (reported) instead of stopping without output.
+    #[arg(long)]
+    pub skip_failed: bool,
+}
+
+/// Where the scans and their labels are, beyond the input folder: one image with its masks, or
+/// how to find a BIDS dataset's labels (shared by `prepare` and `detect`).
+#[derive(Args, Debug, Clone, Default)]
+pub struct ScanInputs {
     /// One T2w image (instead of a BIDS folder).
     #[arg(long, conflicts_with = "input", requires = "cord")]
     pub image: Option<PathBuf>,
@@ -66,13 +81,6 @@ pub struct PrepareArgs {
     /// Only these subjects (sub-XX); repeat for several.
     #[arg(long)]
     pub include: Vec<String>,
-
-    /// Subjects prepared in parallel (default: all cores).
-    #[arg(short, long)]
-    pub jobs: Option<usize>,
-    /// Leave out subjects that fail (reported) instead of stopping without output.
-    #[arg(long)]
-    pub skip_failed: bool,
 }
 
 pub(crate) fn parse_convention(name: &str) -> Result<LevelConvention, String> {
@@ -93,7 +101,7 @@ pub(crate) enum Inputs {
     Slices(Vec<PathBuf>),
 }
 
-pub(crate) fn find_inputs(args: &PrepareArgs) -> anyhow::Result<Inputs> {
+pub(crate) fn find_inputs(input: Option<&PathBuf>, args: &ScanInputs) -> anyhow::Result<Inputs> {
     if let Some(image) = &args.image {
         return Ok(Inputs::Scans(vec![SubjectFiles {
             subject: args.subject.clone().unwrap_or_else(|| subject_name_of(image)),
@@ -103,7 +111,7 @@ pub(crate) fn find_inputs(args: &PrepareArgs) -> anyhow::Result<Inputs> {
             levels: args.levels.clone(),
         }]));
     }
-    let Some(input) = &args.input else {
+    let Some(input) = input else {
         bail!("give a BIDS folder, a folder of .npy slices, or --image with --cord (see u2ad prepare --help)");
     };
     let npy_files = |dir: &Path| -> anyhow::Result<Vec<PathBuf>> {
@@ -144,8 +152,8 @@ pub(crate) fn find_inputs(args: &PrepareArgs) -> anyhow::Result<Inputs> {
 }
 
 pub fn run(args: PrepareArgs, context: &Context) -> anyhow::Result<()> {
-    let options = PrepareOptions { level_convention: args.level_convention, ..Default::default() };
-    let prepared: Vec<(String, Result<PreparedSubject, u2ad_core::CoreError>)> = match find_inputs(&args)? {
+    let options = PrepareOptions { level_convention: args.scans.level_convention, ..Default::default() };
+    let prepared: Vec<(String, Result<PreparedSubject, u2ad_core::CoreError>)> = match find_inputs(args.input.as_ref(), &args.scans)? {
         Inputs::Slices(paths) => paths
             .iter()
             .map(|path| {

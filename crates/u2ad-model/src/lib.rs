@@ -9,7 +9,7 @@
 //! |---|---|
 //! | [`config`] | [`ModelConfig`] (paper sizes by default), [`PatchGrid`] |
 //! | [`mae`] | [`MaskedAutoencoder`]: `forward(images, masks) -> Reconstruction`, `patchify`, `unpatchify` |
-//! | [`vit`], [`attention`] | pre-norm transformer block; the one attention function |
+//! | [`vit`], [`attention`], [`gelu`] | pre-norm transformer block; the one attention function; the MLP activation |
 //! | [`pos_embed`], [`sobel`] | fixed sine-cosine positions; Sobel edge magnitude |
 //! | [`masking`] | [`mask_patches`] with a [`MaskingStrategy`] |
 //! | [`loss`] | [`reconstruction_loss`] |
@@ -49,6 +49,7 @@ pub mod attention;
 pub mod augment;
 pub mod checkpoint;
 pub mod config;
+pub mod gelu;
 pub mod interop;
 pub mod loss;
 pub mod mae;

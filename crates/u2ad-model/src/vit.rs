@@ -3,9 +3,10 @@
 
 use burn::module::{Initializer, Module};
 use burn::nn::{LayerNorm, LayerNormConfig, Linear};
-use burn::tensor::{activation::gelu, backend::Backend, Bool, Tensor};
+use burn::tensor::{backend::Backend, Bool, Tensor};
 
 use crate::attention::attention;
+use crate::gelu::gelu;
 
 /// A linear layer initialised as MAE does: Xavier-uniform weight, zero bias.
 pub fn xavier_linear<B: Backend>(d_input: usize, d_output: usize, device: &B::Device) -> Linear<B> {
@@ -43,10 +44,10 @@ impl<B: Backend> SelfAttention<B> {
     pub fn forward(&self, x: Tensor<B, 3>, key_padding: Option<Tensor<B, 2, Bool>>) -> Tensor<B, 3> {
         let [batch, tokens, dim] = x.dims();
         let head_dim = dim / self.heads;
-        let qkv = self.qkv.forward(x).reshape([batch, tokens, 3, self.heads, head_dim]);
-        let part = |i: usize| -> Tensor<B, 4> {
-            qkv.clone().narrow(2, i, 1).reshape([batch, tokens, self.heads, head_dim]).swap_dims(1, 2)
-        };
+        // `[q heads | k heads | v heads]` along one axis: each part is a view (narrow, then
+        // swap), which the fused attention reads in place; no copy of q, k or v is made.
+        let qkv = self.qkv.forward(x).reshape([batch, tokens, 3 * self.heads, head_dim]);
+        let part = |i: usize| -> Tensor<B, 4> { qkv.clone().narrow(2, i * self.heads, self.heads).swap_dims(1, 2) };
         let mixed = attention(part(0), part(1), part(2), key_padding);
         self.output.forward(mixed.swap_dims(1, 2).reshape([batch, tokens, dim]))
     }

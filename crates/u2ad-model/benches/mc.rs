@@ -2,7 +2,7 @@
 //! CPU (`Flex`), and the check that the balanced schedule gives the same maps in distribution as
 //! the reference's random-until-covered loop.
 //!
-//! `cargo bench -p u2ad-model --bench mc [-- timing | distribution]`
+//! `cargo bench -p u2ad-model --bench mc [-- timing | distribution | bound]`
 //!
 //! * **timing**: the mid-sagittal sample of `spine-t2/sub-errsm11` (real image and ROI, via
 //!   `u2ad prepare`'s code) with a paper-size model (random weights: the time does not depend on
@@ -14,6 +14,10 @@
 //!   (default 3) seeds per schedule: mean EU and mean AU over the cord eroded by 3 x 3 pixels
 //!   (where `u2ad detect` reads them), their mean over seeds and the seed-to-seed standard
 //!   deviation, and the difference between the schedules in units of that deviation.
+//! * **bound**: the multiply-adds of one slice's MC inference (linear layers and the two
+//!   attention products, counted from the real sample's token numbers) divided by this
+//!   machine's measured f32 FMA rate on 1 thread and on all: the time no implementation of the
+//!   f32 model can beat here.
 
 use std::time::Instant;
 
@@ -151,4 +155,107 @@ fn main() {
     if wants("distribution") {
         distribution(&model, &samples);
     }
+    if wants("bound") {
+        let errsm11 = &samples.iter().find(|(s, _)| s == "sub-errsm11").expect("sub-errsm11").1;
+        bound(&config, errsm11);
+    }
+}
+
+/// The arithmetic of one slice's MC inference (K = 10, balanced schedule) against the measured
+/// f32 multiply-add rate of this machine: a lower bound on its time that no kernel can beat.
+fn bound(config: &ModelConfig, sample: &PreparedSample) {
+    let roi = roi_patches(sample, config);
+    let masked = u2ad_model::masking::masked_count(roi, 0.75);
+    let passes = (10 * roi).div_ceil(masked);
+    let patches = config.grid().num_patches();
+    let (enc_tokens, dec_tokens) = ((1 + patches - masked) as f64, (1 + patches) as f64);
+    let mlp = |d: usize| (config.mlp_ratio * d as f64).round();
+    // Per token and block: qkv (3 d²), output (d²), MLP (2 · d · hidden) multiply-adds.
+    let linear = |tokens: f64, d: usize, depth: usize| 2.0 * tokens * depth as f64 * (4.0 * (d * d) as f64 + 2.0 * d as f64 * mlp(d));
+    // q·k and p·v: 2 · head_dim multiply-adds per score, heads · tokens² scores.
+    let attention = |tokens: f64, d: usize, depth: usize| 2.0 * 2.0 * d as f64 * tokens * tokens * depth as f64;
+    let enc = (config.encoder_dim, config.encoder_depth);
+    let dec = (config.decoder_dim, config.decoder_depth);
+    let linear_flop = linear(enc_tokens, enc.0, enc.1) + linear(dec_tokens, dec.0, dec.1);
+    let attention_flop = attention(enc_tokens, enc.0, enc.1) + attention(dec_tokens, dec.0, dec.1);
+    let scores = config.encoder_heads as f64 * enc_tokens * enc_tokens * enc.1 as f64
+        + config.decoder_heads as f64 * dec_tokens * dec_tokens * dec.1 as f64;
+    let per_pass = linear_flop + attention_flop;
+    println!("\nbound: sub-errsm11, {roi} ROI patches, {masked} masked per pass, {passes} passes for K = 10");
+    println!("  encoder {enc_tokens} tokens, decoder {dec_tokens} tokens; {:.0} M attention scores per pass (one exponential each)", scores / 1e6);
+    println!(
+        "  per pass: linear layers {:.2} GFLOP, attention products {:.2} GFLOP; per slice {:.1} GFLOP",
+        linear_flop / 1e9,
+        attention_flop / 1e9,
+        per_pass * passes as f64 / 1e9
+    );
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    for t in [1, threads] {
+        let rate = peak_flops(t);
+        println!(
+            "  f32 FMA peak with {t} thread(s): {:.1} GFLOP/s -> at least {:.2} s per slice (multiply-adds alone, no exponentials, no memory traffic)",
+            rate / 1e9,
+            per_pass * passes as f64 / rate
+        );
+    }
+}
+
+/// Multiply-add throughput: independent FMA chains on `threads` threads at once.
+fn peak_flops(threads: usize) -> f64 {
+    const ROUNDS: usize = 50_000_000;
+    let start = Instant::now();
+    let flop_per_round = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads).map(|_| scope.spawn(|| fma_chains(ROUNDS))).collect();
+        handles.into_iter().map(|h| h.join().expect("fma thread")).sum::<f64>()
+    });
+    flop_per_round / start.elapsed().as_secs_f64()
+}
+
+/// Runs `rounds` rounds of 12 independent vector FMA chains; returns the FLOPs done.
+fn fma_chains(rounds: usize) -> f64 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::*;
+        #[target_feature(enable = "avx512f")]
+        unsafe fn run512(rounds: usize) -> f32 {
+            let mut acc = [_mm512_set1_ps(1.0); 12];
+            let (b, c) = (_mm512_set1_ps(0.999_999), _mm512_set1_ps(1e-7));
+            for _ in 0..rounds {
+                for a in acc.iter_mut() {
+                    *a = _mm512_fmadd_ps(*a, b, c);
+                }
+            }
+            acc.iter().map(|&a| _mm512_reduce_add_ps(a)).sum()
+        }
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn run256(rounds: usize) -> f32 {
+            let mut acc = [_mm256_set1_ps(1.0); 12];
+            let (b, c) = (_mm256_set1_ps(0.999_999), _mm256_set1_ps(1e-7));
+            for _ in 0..rounds {
+                for a in acc.iter_mut() {
+                    *a = _mm256_fmadd_ps(*a, b, c);
+                }
+            }
+            let mut lanes = [0.0f32; 8];
+            acc.iter().map(|&a| { _mm256_storeu_ps(lanes.as_mut_ptr(), a); lanes.iter().sum::<f32>() }).sum()
+        }
+        if is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F.
+            std::hint::black_box(unsafe { run512(rounds) });
+            return (rounds * 12 * 16 * 2) as f64;
+        }
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU has AVX2 and FMA.
+            std::hint::black_box(unsafe { run256(rounds) });
+            return (rounds * 12 * 8 * 2) as f64;
+        }
+    }
+    let mut acc = [1.0f32; 12];
+    for _ in 0..rounds {
+        for a in acc.iter_mut() {
+            *a = a.mul_add(0.999_999, 1e-7);
+        }
+    }
+    std::hint::black_box(acc);
+    (rounds * 12 * 2) as f64
 }

@@ -9,6 +9,8 @@
 //! everywhere (for comparisons).
 
 mod flex;
+
+pub(crate) use flex::cast;
 mod simd;
 pub mod kernel;
 

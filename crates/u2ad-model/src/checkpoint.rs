@@ -6,14 +6,14 @@
 //! |---|---|
 //! | `model.mpk` | the weights, as burn's named MessagePack record (full precision, with parameter ids) |
 //! | `optimizer.mpk` | Adam's state (step count, first and second moments per parameter id) |
-//! | `maps.safetensors` | the EU and AU maps in use (adaptation only): `epistemic`, `aleatoric` `[samples, H, W]` f32 |
+//! | `maps.safetensors` | the maps in use (adaptation only): `epistemic`, `aleatoric`, `anomaly` `[samples, H, W]` f32 |
 //! | `state.json` | [`CheckpointState`]: epochs done, configuration, dataset hash, samples, records |
 //!
 //! It is written into `checkpoints/.tmp-epoch-NNNN` and renamed into place, so a checkpoint folder
 //! is complete or absent whatever happens to the process; older checkpoints are removed after the
 //! rename. The random state needs no saving: every epoch's generators derive from
 //! `(seed, epoch)` ([`crate::schedule::stream_rng`]); nor does the learning-rate position, a
-//! function of the epoch. The anomaly candidates are recomputed from the AU map on loading.
+//! function of the epoch. The anomaly candidates are recomputed from the anomaly map on loading.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -88,6 +88,8 @@ pub struct UncertaintyMaps {
     pub pixels: usize,
     pub epistemic: Vec<f32>,
     pub aleatoric: Vec<f32>,
+    /// The AU on the side the candidates look at ([`crate::train::CandidateConfig::polarity`]).
+    pub anomaly: Vec<f32>,
     /// The anomaly-candidate map (filtered AU, > 0 at candidate pixels).
     pub candidates: Vec<f32>,
 }
@@ -98,6 +100,9 @@ impl UncertaintyMaps {
     }
     pub fn aleatoric(&self, k: usize) -> &[f32] {
         &self.aleatoric[k * self.pixels..(k + 1) * self.pixels]
+    }
+    pub fn anomaly(&self, k: usize) -> &[f32] {
+        &self.anomaly[k * self.pixels..(k + 1) * self.pixels]
     }
     pub fn candidates(&self, k: usize) -> &[f32] {
         &self.candidates[k * self.pixels..(k + 1) * self.pixels]
@@ -151,11 +156,12 @@ fn recorder() -> NamedMpkFileRecorder<FullPrecisionSettings> {
 fn write_maps(path: &Path, maps: &UncertaintyMaps, side: usize) -> Result<(), CheckpointError> {
     let n = maps.epistemic.len() / maps.pixels.max(1);
     let bytes = |v: &[f32]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
-    let (eu, au) = (bytes(&maps.epistemic), bytes(&maps.aleatoric));
+    let (eu, au, anomaly) = (bytes(&maps.epistemic), bytes(&maps.aleatoric), bytes(&maps.anomaly));
     let shape = vec![n, side, side];
     let tensors = vec![
         ("epistemic", TensorView::new(Dtype::F32, shape.clone(), &eu).map_err(|e| fail(path, e))?),
-        ("aleatoric", TensorView::new(Dtype::F32, shape, &au).map_err(|e| fail(path, e))?),
+        ("aleatoric", TensorView::new(Dtype::F32, shape.clone(), &au).map_err(|e| fail(path, e))?),
+        ("anomaly", TensorView::new(Dtype::F32, shape, &anomaly).map_err(|e| fail(path, e))?),
     ];
     let metadata: HashMap<String, String> = [("epoch".to_string(), maps.epoch.to_string())].into_iter().collect();
     let data = safetensors::serialize(tensors, &Some(metadata)).map_err(|e| fail(path, e))?;
@@ -172,12 +178,12 @@ fn read_maps(path: &Path, pixels: usize, epoch: usize) -> Result<UncertaintyMaps
         }
         Ok(t.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
     };
-    let (epistemic, aleatoric) = (fetch("epistemic")?, fetch("aleatoric")?);
-    if epistemic.len() != aleatoric.len() || epistemic.len() % pixels != 0 {
+    let (epistemic, aleatoric, anomaly) = (fetch("epistemic")?, fetch("aleatoric")?, fetch("anomaly")?);
+    if epistemic.len() != aleatoric.len() || epistemic.len() != anomaly.len() || epistemic.len() % pixels != 0 {
         return Err(fail(path, "map sizes do not match the model"));
     }
     let candidates = vec![0.0; epistemic.len()];
-    Ok(UncertaintyMaps { epoch, pixels, epistemic, aleatoric, candidates })
+    Ok(UncertaintyMaps { epoch, pixels, epistemic, aleatoric, anomaly, candidates })
 }
 
 /// Writes a checkpoint after `state.epochs_done` epochs (see the module documentation) and

@@ -15,6 +15,8 @@ use burn::backend::Flex;
 use burn::tensor::{activation, backend::Backend, DType, Tensor, TensorPrimitive};
 use rayon::prelude::*;
 
+use crate::attention::cast;
+
 /// `gelu(x)` element-wise.
 pub fn gelu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
     if TypeId::of::<B>() != TypeId::of::<Flex>() || x.dtype() != DType::F32 {
@@ -26,15 +28,6 @@ pub fn gelu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
         TensorPrimitive::QFloat(_) => unreachable!("an f32 tensor"),
     };
     cast(Tensor::<Flex, D>::from_primitive(TensorPrimitive::Float(gelu_flex(&input))))
-}
-
-/// `x` as a `U`, which the caller has checked it is.
-fn cast<T: 'static, U: 'static>(x: T) -> U {
-    let mut slot = Some(x);
-    (&mut slot as &mut dyn std::any::Any)
-        .downcast_mut::<Option<U>>()
-        .and_then(Option::take)
-        .expect("gelu: backend type mismatch")
 }
 
 fn gelu_flex(input: &FlexTensor) -> FlexTensor {

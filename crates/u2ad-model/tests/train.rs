@@ -249,8 +249,8 @@ fn adaptation_refreshes_the_maps_and_resumes_exactly() {
     for r in &full.history.refreshes {
         assert_eq!(r.samples, 4);
         assert!(r.mean_eu > 0.0 && r.mean_au > 0.0, "{r:?}");
-        // At most 3 components per slice, each of at least 2 pixels.
-        assert!(r.candidate_pixels >= 2 * 4, "{r:?}");
+        // Components of at least 2 pixels, from the hyperintense side of the AU only.
+        assert!(r.candidate_pixels >= 2, "{r:?}");
     }
     // The restarted schedule: epoch 0 of adaptation has the full learning rate.
     assert_eq!(full.history.epochs[0].learning_rate, 3e-3);
@@ -259,6 +259,13 @@ fn adaptation_refreshes_the_maps_and_resumes_exactly() {
     assert_eq!(maps.epistemic.len(), 4 * 256 * 256);
     // EU and AU are 0 outside the MC ROI (cord ∪ CSF): pixel (0, 0).
     assert_eq!((maps.epistemic[0], maps.aleatoric[0]), (0.0, 0.0));
+    // The candidates' map is the AU of the pixels brighter than their reconstruction (default
+    // polarity): each value is that pixel's AU or 0, and the candidates lie on it.
+    assert!(maps.anomaly.iter().zip(&maps.aleatoric).all(|(&a, &au)| a == 0.0 || a == au));
+    let (hyper, both) = (maps.anomaly.iter().filter(|&&a| a > 0.0).count(), maps.aleatoric.iter().filter(|&&a| a > 0.0).count());
+    assert!(hyper > 0 && hyper < both, "{hyper} of {both} pixels");
+    assert!(maps.candidates.iter().zip(&maps.anomaly).all(|(&c, &a)| c == 0.0 || c == a));
+    assert!(maps.candidates.iter().any(|&c| c > 0.0));
     let unc = std::fs::read_to_string(full_dir.path().join("uncertainty.csv")).unwrap();
     assert_eq!(unc.lines().count(), 4);
     let state = read_checkpoint_state(&list_checkpoints(full_dir.path())[0].1).unwrap();

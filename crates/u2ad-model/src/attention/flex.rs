@@ -43,13 +43,13 @@ pub(crate) fn fused_backend<B: Backend>() -> Option<FusedBackend> {
     }
 }
 
-/// `x` as a `U` if it is one.
-fn cast<T: 'static, U: 'static>(x: T) -> U {
+/// `x` as a `U`, which the caller has checked it is (a type check, no copy).
+pub(crate) fn cast<T: 'static, U: 'static>(x: T) -> U {
     let mut slot = Some(x);
     (&mut slot as &mut dyn Any)
         .downcast_mut::<Option<U>>()
         .and_then(Option::take)
-        .expect("fused attention: backend type mismatch")
+        .expect("fused kernel: backend type mismatch")
 }
 
 /// Runs the fused attention on backend `B`, which [`fused_backend`] must have recognised as

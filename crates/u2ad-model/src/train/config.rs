@@ -14,7 +14,7 @@
 //! ```
 
 use serde::{Deserialize, Serialize};
-use u2ad_core::scoring::CandidateFilter;
+use u2ad_core::scoring::{CandidateFilter, Polarity};
 
 use crate::augment::AugmentationConfig;
 use crate::config::ModelConfig;
@@ -158,8 +158,11 @@ pub enum McRegion {
     Roi,
 }
 
-/// Anomaly candidates of the AU-guided stage: the reference's `process_error` on the AU map
-/// inside the (eroded) cord.
+/// Anomaly candidates of the AU-guided stage: the reference's `process_error` on the anomaly
+/// map inside the (eroded) cord. The anomaly map is the AU map on its hyperintense side by
+/// default, as `u2ad detect` scores it (a departure: the reference filters the two-sided AU, so
+/// a model that reconstructs the dark cord a little too bright protects those patches instead
+/// of the lesions); `polarity = "both"` is the reference's.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CandidateConfig {
@@ -171,11 +174,13 @@ pub struct CandidateConfig {
     pub top_components: usize,
     /// Erode the cord mask by a 3 × 3 square first.
     pub erode_cord: bool,
+    /// Which side of `image − mean reconstruction` counts (see the struct documentation).
+    pub polarity: Polarity,
 }
 
 impl Default for CandidateConfig {
     fn default() -> Self {
-        CandidateConfig { percentile: 90.0, min_area_px: 2, top_components: 3, erode_cord: true }
+        CandidateConfig { percentile: 90.0, min_area_px: 2, top_components: 3, erode_cord: true, polarity: Polarity::Hyperintense }
     }
 }
 

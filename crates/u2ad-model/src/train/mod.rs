@@ -379,6 +379,7 @@ pub fn refresh_maps<B: Backend>(
         pixels,
         epistemic: Vec::with_capacity(set.len() * pixels),
         aleatoric: Vec::with_capacity(set.len() * pixels),
+        anomaly: Vec::with_capacity(set.len() * pixels),
         candidates: Vec::new(),
     };
     // A few slices at a time, for progress; each slice's schedule depends on its seed only.
@@ -387,9 +388,11 @@ pub fn refresh_maps<B: Backend>(
         let end = (start + chunk).min(set.len());
         let slices: Vec<McSlice<'_>> =
             (start..end).map(|k| McSlice { image: set.image(k), roi: set.mc_roi(k), seed: seeds[k] }).collect();
-        for m in mc_inference(model, &slices, &config.adaptation.mc) {
+        let polarity = config.adaptation.candidates.polarity;
+        for (k, m) in (start..end).zip(mc_inference(model, &slices, &config.adaptation.mc)) {
             maps.epistemic.extend_from_slice(&m.epistemic);
             maps.aleatoric.extend_from_slice(&m.aleatoric);
+            maps.anomaly.extend(polarity.anomaly(set.image(k), &m.mean, &m.aleatoric));
         }
         observer.refresh_progress(end);
     }
@@ -417,7 +420,7 @@ fn finish_maps(maps: &mut UncertaintyMaps, set: &TrainingSet, config: &TrainingC
                 cord_px += 1;
             }
         }
-        let candidates = anomaly_candidates(au, cord, shape, &filter).filtered_au;
+        let candidates = anomaly_candidates(maps.anomaly(k), cord, shape, &filter).filtered_au;
         candidate_px += candidates.iter().filter(|&&v| v != 0.0).count();
         maps.candidates.extend_from_slice(&candidates);
     }

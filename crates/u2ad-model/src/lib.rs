@@ -33,9 +33,8 @@
 //!   [`MaskingStrategy::ReferenceEu`] (softmax over the batch as there, count per image).
 //! * **AU-guided masking**: candidate patches are never masked, as in the reference; the
 //!   candidate map itself (90th percentile, components, top 3) is computed outside this crate,
-//!   by default from the hyperintense side of the AU (pixels brighter than their
-//!   reconstruction), as `u2ad detect` scores it; the reference's two-sided AU is
-//!   `adaptation.candidates.polarity = "both"`.
+//!   from the two-sided AU as in the reference, or from its hyperintense side
+//!   (`adaptation.candidates.polarity = "hyperintense"`, as `u2ad detect` scores it).
 //! * **Loss**: the structure weight `1 + avgpool3x3(mask)` is the default; the reference's
 //!   epoch-0 `2 − avgpool3x3(mask)` (bug B1) is [`StructureWeight::TwoMinusMaskedNeighbourhood`],
 //!   left to the training loop to pick. A batch with nothing masked has loss 0, not NaN.

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use burn::backend::{Autodiff, Flex};
 use burn::module::Module;
+use u2ad_core::scoring::Polarity;
 use u2ad_core::dataset::{PreparedDataset, PreparedSample, SampleMeta, SubjectMeta, SAMPLE_PIXELS, SAMPLE_SIZE};
 use u2ad_model::checkpoint::{list_checkpoints, read_checkpoint_state};
 use u2ad_model::records::{EpochRecord, Stage};
@@ -230,7 +231,9 @@ fn pretraining_records_each_epoch_and_keeps_the_last_checkpoint() {
 
 #[test]
 fn adaptation_refreshes_the_maps_and_resumes_exactly() {
-    let config = tiny_config();
+    let mut config = tiny_config();
+    // Candidates from the hyperintense side only (the option; the default is the reference's |AU|).
+    config.adaptation.candidates.polarity = Polarity::Hyperintense;
     let set = TrainingSet::new(&dataset(), &config).unwrap();
     let device = Default::default();
     let pre_dir = tempfile::tempdir().unwrap();
@@ -259,8 +262,7 @@ fn adaptation_refreshes_the_maps_and_resumes_exactly() {
     assert_eq!(maps.epistemic.len(), 4 * 256 * 256);
     // EU and AU are 0 outside the MC ROI (cord ∪ CSF): pixel (0, 0).
     assert_eq!((maps.epistemic[0], maps.aleatoric[0]), (0.0, 0.0));
-    // The candidates' map is the AU of the pixels brighter than their reconstruction (default
-    // polarity): each value is that pixel's AU or 0, and the candidates lie on it.
+    // The candidates' map is the AU of the pixels brighter than their reconstruction: each value is that pixel's AU or 0, and the candidates lie on it.
     assert!(maps.anomaly.iter().zip(&maps.aleatoric).all(|(&a, &au)| a == 0.0 || a == au));
     let (hyper, both) = (maps.anomaly.iter().filter(|&&a| a > 0.0).count(), maps.aleatoric.iter().filter(|&&a| a > 0.0).count());
     assert!(hyper > 0 && hyper < both, "{hyper} of {both} pixels");

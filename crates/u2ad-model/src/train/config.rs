@@ -159,10 +159,10 @@ pub enum McRegion {
 }
 
 /// Anomaly candidates of the AU-guided stage: the reference's `process_error` on the anomaly
-/// map inside the (eroded) cord. The anomaly map is the AU map on its hyperintense side by
-/// default, as `u2ad detect` scores it (a departure: the reference filters the two-sided AU, so
-/// a model that reconstructs the dark cord a little too bright protects those patches instead
-/// of the lesions); `polarity = "both"` is the reference's.
+/// map inside the (eroded) cord. By default that map is the two-sided AU, as in the reference;
+/// `polarity = "hyperintense"` keeps only pixels brighter than their reconstruction, as
+/// `u2ad detect` scores them. Measured on `u2ad demo` (BENCHMARKS.md), the hyperintense side
+/// made adaptation worse (segment F1 0.47 against 0.71), so it is an option, not the default.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CandidateConfig {
@@ -180,7 +180,7 @@ pub struct CandidateConfig {
 
 impl Default for CandidateConfig {
     fn default() -> Self {
-        CandidateConfig { percentile: 90.0, min_area_px: 2, top_components: 3, erode_cord: true, polarity: Polarity::Hyperintense }
+        CandidateConfig { percentile: 90.0, min_area_px: 2, top_components: 3, erode_cord: true, polarity: Polarity::Both }
     }
 }
 

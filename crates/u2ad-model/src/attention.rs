@@ -10,7 +10,7 @@
 
 mod flex;
 
-pub(crate) use flex::cast;
+pub(crate) use flex::{cast, fused_backend, FusedBackend};
 mod simd;
 pub mod kernel;
 

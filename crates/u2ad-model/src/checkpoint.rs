@@ -6,7 +6,7 @@
 //! |---|---|
 //! | `model.mpk` | the weights, as burn's named MessagePack record (full precision, with parameter ids) |
 //! | `optimizer.mpk` | Adam's state (step count, first and second moments per parameter id) |
-//! | `maps.safetensors` | the maps in use (adaptation only): `epistemic`, `aleatoric`, `anomaly` `[samples, H, W]` f32 |
+//! | `maps.safetensors` | the maps in use (adaptation only): `epistemic`, `aleatoric`, and `anomaly` when it differs from `aleatoric` (`[samples, H, W]` f32) |
 //! | `state.json` | [`CheckpointState`]: epochs done, configuration, dataset hash, samples, records |
 //!
 //! It is written into `checkpoints/.tmp-epoch-NNNN` and renamed into place, so a checkpoint folder
@@ -88,7 +88,8 @@ pub struct UncertaintyMaps {
     pub pixels: usize,
     pub epistemic: Vec<f32>,
     pub aleatoric: Vec<f32>,
-    /// The AU on the side the candidates look at ([`crate::train::CandidateConfig::polarity`]).
+    /// The AU on the side the candidates look at ([`crate::train::CandidateConfig::polarity`]);
+    /// empty when that is both sides, i.e. the AU itself (see [`UncertaintyMaps::anomaly`]).
     pub anomaly: Vec<f32>,
     /// The anomaly-candidate map (filtered AU, > 0 at candidate pixels).
     pub candidates: Vec<f32>,
@@ -101,8 +102,13 @@ impl UncertaintyMaps {
     pub fn aleatoric(&self, k: usize) -> &[f32] {
         &self.aleatoric[k * self.pixels..(k + 1) * self.pixels]
     }
+    /// The map the candidates are found on: the AU unless a one-sided map was kept.
     pub fn anomaly(&self, k: usize) -> &[f32] {
-        &self.anomaly[k * self.pixels..(k + 1) * self.pixels]
+        if self.anomaly.is_empty() {
+            self.aleatoric(k)
+        } else {
+            &self.anomaly[k * self.pixels..(k + 1) * self.pixels]
+        }
     }
     pub fn candidates(&self, k: usize) -> &[f32] {
         &self.candidates[k * self.pixels..(k + 1) * self.pixels]
@@ -158,11 +164,13 @@ fn write_maps(path: &Path, maps: &UncertaintyMaps, side: usize) -> Result<(), Ch
     let bytes = |v: &[f32]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
     let (eu, au, anomaly) = (bytes(&maps.epistemic), bytes(&maps.aleatoric), bytes(&maps.anomaly));
     let shape = vec![n, side, side];
-    let tensors = vec![
+    let mut tensors = vec![
         ("epistemic", TensorView::new(Dtype::F32, shape.clone(), &eu).map_err(|e| fail(path, e))?),
         ("aleatoric", TensorView::new(Dtype::F32, shape.clone(), &au).map_err(|e| fail(path, e))?),
-        ("anomaly", TensorView::new(Dtype::F32, shape, &anomaly).map_err(|e| fail(path, e))?),
     ];
+    if !maps.anomaly.is_empty() {
+        tensors.push(("anomaly", TensorView::new(Dtype::F32, shape, &anomaly).map_err(|e| fail(path, e))?));
+    }
     let metadata: HashMap<String, String> = [("epoch".to_string(), maps.epoch.to_string())].into_iter().collect();
     let data = safetensors::serialize(tensors, &Some(metadata)).map_err(|e| fail(path, e))?;
     std::fs::write(path, data).map_err(|e| fail(path, e))
@@ -178,8 +186,10 @@ fn read_maps(path: &Path, pixels: usize, epoch: usize) -> Result<UncertaintyMaps
         }
         Ok(t.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
     };
-    let (epistemic, aleatoric, anomaly) = (fetch("epistemic")?, fetch("aleatoric")?, fetch("anomaly")?);
-    if epistemic.len() != aleatoric.len() || epistemic.len() != anomaly.len() || epistemic.len() % pixels != 0 {
+    let (epistemic, aleatoric) = (fetch("epistemic")?, fetch("aleatoric")?);
+    // Absent when the candidates look at both sides (the AU itself).
+    let anomaly = if st.names().iter().any(|n| n.as_str() == "anomaly") { fetch("anomaly")? } else { Vec::new() };
+    if epistemic.len() != aleatoric.len() || !(anomaly.is_empty() || anomaly.len() == epistemic.len()) || epistemic.len() % pixels != 0 {
         return Err(fail(path, "map sizes do not match the model"));
     }
     let candidates = vec![0.0; epistemic.len()];

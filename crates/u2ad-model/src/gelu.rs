@@ -8,18 +8,16 @@
 //! outside); it agrees with `libm::erff` within 3e-7 (test below), so the two paths give the
 //! same model within `f32` rounding.
 
-use std::any::TypeId;
-
 use burn::backend::flex::FlexTensor;
 use burn::backend::Flex;
 use burn::tensor::{activation, backend::Backend, DType, Tensor, TensorPrimitive};
 use rayon::prelude::*;
 
-use crate::attention::cast;
+use crate::attention::{cast, fused_backend, FusedBackend};
 
 /// `gelu(x)` element-wise.
 pub fn gelu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
-    if TypeId::of::<B>() != TypeId::of::<Flex>() || x.dtype() != DType::F32 {
+    if fused_backend::<B>() != Some(FusedBackend::Flex) || x.dtype() != DType::F32 {
         return activation::gelu(x);
     }
     let flex: Tensor<Flex, D> = cast(x);

@@ -36,7 +36,7 @@ use burn::tensor::{ElementConversion, Tensor, TensorData};
 use rand::seq::SliceRandom;
 use rand::Rng;
 use u2ad_core::dataset::PreparedDataset;
-use u2ad_core::scoring::{anomaly_candidates, erode_3x3, PlaneShape};
+use u2ad_core::scoring::{anomaly_candidates, erode_3x3, PlaneShape, Polarity};
 
 use crate::augment::{augment, min_max_normalise};
 use crate::checkpoint::{
@@ -379,20 +379,23 @@ pub fn refresh_maps<B: Backend>(
         pixels,
         epistemic: Vec::with_capacity(set.len() * pixels),
         aleatoric: Vec::with_capacity(set.len() * pixels),
-        anomaly: Vec::with_capacity(set.len() * pixels),
+        anomaly: Vec::new(),
         candidates: Vec::new(),
     };
+    // A one-sided anomaly map is kept only when it differs from the AU.
+    let polarity = config.adaptation.candidates.polarity;
     // A few slices at a time, for progress; each slice's schedule depends on its seed only.
     let chunk = config.adaptation.mc.passes_per_batch.clamp(1, 8);
     for start in (0..set.len()).step_by(chunk) {
         let end = (start + chunk).min(set.len());
         let slices: Vec<McSlice<'_>> =
             (start..end).map(|k| McSlice { image: set.image(k), roi: set.mc_roi(k), seed: seeds[k] }).collect();
-        let polarity = config.adaptation.candidates.polarity;
         for (k, m) in (start..end).zip(mc_inference(model, &slices, &config.adaptation.mc)) {
             maps.epistemic.extend_from_slice(&m.epistemic);
             maps.aleatoric.extend_from_slice(&m.aleatoric);
-            maps.anomaly.extend(polarity.anomaly(set.image(k), &m.mean, &m.aleatoric));
+            if polarity != Polarity::Both {
+                maps.anomaly.extend(polarity.anomaly(set.image(k), &m.mean, &m.aleatoric));
+            }
         }
         observer.refresh_progress(end);
     }

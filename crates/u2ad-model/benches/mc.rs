@@ -9,7 +9,10 @@
 //!   them). One warm-up run, then `U2AD_BENCH_ITERS` (default 3) timed runs of `mc_inference`
 //!   per case; the table gives passes, the median and the minimum time per slice. Cases: the
 //!   balanced schedule with 1, 4, 8 and 16 masked copies per forward batch, and the reference
-//!   schedule (at most 400 passes) batched by 8.
+//!   schedule (at most 400 passes) batched by 8; `U2AD_BENCH_BATCHES=4` (a comma-separated
+//!   list) times only those balanced cases. The last column is the share of CPU time the
+//!   hypervisor gave to other guests meanwhile (steal, from `/proc/stat`): on a shared virtual
+//!   machine, times with a high steal share measure the neighbours, not u2ad.
 //! * **distribution**: the mid-sagittal sample of each of the 5 subjects, `U2AD_BENCH_SEEDS`
 //!   (default 3) seeds per schedule: mean EU and mean AU over the cord eroded by 3 x 3 pixels
 //!   (where `u2ad detect` reads them), their mean over seeds and the seed-to-seed standard
@@ -62,19 +65,30 @@ fn timing(model: &MaskedAutoencoder<Flex>, config: &ModelConfig, sample: &Prepar
         roi_patches(sample, config),
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
     );
-    println!("{:<34} {:>7} {:>11} {:>11} {:>12}", "case", "passes", "median (s)", "min (s)", "s per pass");
-    let cases: Vec<(String, McConfig)> = [1usize, 4, 8, 16]
-        .iter()
-        .map(|&b| (format!("balanced, batch {b}"), McConfig { passes_per_batch: b, ..McConfig::default() }))
-        .chain(std::iter::once((
-            "reference (random until covered), batch 8".to_string(),
-            McConfig { schedule: McSchedule::RandomUntilCovered { max_passes: 400 }, passes_per_batch: 8, ..McConfig::default() },
-        )))
+    println!(
+        "{:<34} {:>7} {:>11} {:>11} {:>12} {:>10}",
+        "case", "passes", "median (s)", "min (s)", "s per pass", "steal (%)"
+    );
+    // `U2AD_BENCH_BATCHES=4` (a comma-separated list) times only those balanced cases.
+    let chosen: Option<Vec<usize>> =
+        std::env::var("U2AD_BENCH_BATCHES").ok().map(|v| v.split(',').filter_map(|b| b.trim().parse().ok()).collect());
+    let cases: Vec<(String, McConfig)> = chosen
+        .clone()
+        .unwrap_or_else(|| vec![1, 4, 8, 16])
+        .into_iter()
+        .map(|b| (format!("balanced, batch {b}"), McConfig { passes_per_batch: b, ..McConfig::default() }))
+        .chain(chosen.is_none().then(|| {
+            (
+                "reference (random until covered), batch 8".to_string(),
+                McConfig { schedule: McSchedule::RandomUntilCovered { max_passes: 400 }, passes_per_batch: 8, ..McConfig::default() },
+            )
+        }))
         .collect();
     for (name, mc) in cases {
         let slice = [McSlice { image: &sample.image, roi: &sample.roi, seed: 1 }];
         let warm = mc_inference(model, &slice, &mc);
         let passes = warm[0].passes;
+        let steal_before = cpu_ticks();
         let mut times: Vec<f64> = (0..iterations)
             .map(|i| {
                 let slice = [McSlice { image: &sample.image, roi: &sample.roi, seed: 2 + i as u64 }];
@@ -86,8 +100,21 @@ fn timing(model: &MaskedAutoencoder<Flex>, config: &ModelConfig, sample: &Prepar
             .collect();
         times.sort_by(f64::total_cmp);
         let median = times[times.len() / 2];
-        println!("{name:<34} {passes:>7} {median:>11.3} {:>11.3} {:>12.3}", times[0], median / passes as f64);
+        let steal = match (steal_before, cpu_ticks()) {
+            (Some((s0, t0)), Some((s1, t1))) if t1 > t0 => 100.0 * (s1 - s0) as f64 / (t1 - t0) as f64,
+            _ => f64::NAN,
+        };
+        println!("{name:<34} {passes:>7} {median:>11.3} {:>11.3} {:>12.3} {steal:>10.0}", times[0], median / passes as f64);
     }
+}
+
+/// Steal ticks and all ticks of all CPUs so far (`/proc/stat`, Linux): on a virtual machine,
+/// the share of time the hypervisor gave the CPUs to other guests, which the times above
+/// include.
+fn cpu_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let ticks: Vec<u64> = stat.lines().next()?.split_whitespace().skip(1).filter_map(|v| v.parse().ok()).collect();
+    Some((*ticks.get(7)?, ticks.iter().take(8).sum()))
 }
 
 fn eroded_mean(map: &[f32], eroded: &[u8]) -> f64 {

@@ -10,7 +10,7 @@
 
 use burn::backend::flex::FlexTensor;
 use burn::backend::Flex;
-use burn::tensor::{activation, backend::Backend, DType, Tensor, TensorPrimitive};
+use burn::tensor::{activation, backend::Backend, DType, Tensor, TensorData, TensorPrimitive};
 use rayon::prelude::*;
 
 use crate::attention::{cast, fused_backend, FusedBackend};
@@ -25,63 +25,72 @@ pub fn gelu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
         TensorPrimitive::Float(t) => t,
         TensorPrimitive::QFloat(_) => unreachable!("an f32 tensor"),
     };
-    cast(Tensor::<Flex, D>::from_primitive(TensorPrimitive::Float(gelu_flex(&input))))
+    cast(Tensor::<Flex, D>::from_primitive(TensorPrimitive::Float(gelu_flex(input))))
 }
 
-fn gelu_flex(input: &FlexTensor) -> FlexTensor {
-    let contiguous;
-    let values: &[f32] = match input.as_slice::<f32>() {
-        Some(v) => v,
-        None => {
-            contiguous = input.to_contiguous();
-            contiguous.as_slice::<f32>().expect("a contiguous tensor")
-        }
-    };
-    let mut output = FlexTensor::empty(input.layout().shape().clone(), DType::F32);
-    gelu_into(values, output.storage_mut::<f32>());
-    output
+/// In place when `input` owns its whole buffer (the hidden layer's fresh output always does),
+/// into a new buffer otherwise.
+fn gelu_flex(mut input: FlexTensor) -> FlexTensor {
+    let owns_buffer = input.is_unique()
+        && input.layout().start_offset() == 0
+        && input.as_slice::<f32>().is_some_and(|v| v.len() * 4 == input.bytes().len());
+    if owns_buffer {
+        gelu_in_place(input.storage_mut::<f32>());
+        return input;
+    }
+    let contiguous = input.to_contiguous();
+    let values = contiguous.as_slice::<f32>().expect("a contiguous tensor");
+    let mut output = vec![0.0f32; values.len()];
+    gelu_into(values, &mut output);
+    FlexTensor::from_data(TensorData::new(output, input.layout().shape().to_vec()))
 }
 
-/// `out[i] = gelu(x[i])`, in parallel chunks.
+/// `x[i] = gelu(x[i])`, in parallel chunks.
+pub fn gelu_in_place(x: &mut [f32]) {
+    const CHUNK: usize = 16 * 1024;
+    x.par_chunks_mut(CHUNK).for_each(gelu_chunk);
+}
+
+/// `out[i] = gelu(x[i])`.
 pub fn gelu_into(x: &[f32], out: &mut [f32]) {
     assert_eq!(x.len(), out.len(), "gelu: input and output sizes");
-    const CHUNK: usize = 16 * 1024;
-    out.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).for_each(|(o, i)| gelu_chunk(i, o));
+    out.copy_from_slice(x);
+    gelu_in_place(out);
 }
 
-fn gelu_chunk(x: &[f32], out: &mut [f32]) {
+fn gelu_chunk(x: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     {
         if is_x86_feature_detected!("avx512f") {
             // SAFETY: the CPU has the features the function is compiled for.
-            return unsafe { gelu_avx512(x, out) };
+            return unsafe { gelu_avx512(x) };
         }
         if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
             // SAFETY: as above.
-            return unsafe { gelu_avx2(x, out) };
+            return unsafe { gelu_avx2(x) };
         }
     }
-    gelu_loop(x, out)
+    gelu_loop(x)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn gelu_avx512(x: &[f32], out: &mut [f32]) {
-    gelu_loop(x, out)
+unsafe fn gelu_avx512(x: &mut [f32]) {
+    gelu_loop(x)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn gelu_avx2(x: &[f32], out: &mut [f32]) {
-    gelu_loop(x, out)
+unsafe fn gelu_avx2(x: &mut [f32]) {
+    gelu_loop(x)
 }
 
 /// A plain loop over [`gelu_scalar`] that the compiler vectorises for the enclosing target
 /// features (no branches, no calls).
 #[inline(always)]
-fn gelu_loop(x: &[f32], out: &mut [f32]) {
-    for (o, &v) in out.iter_mut().zip(x) {
-        *o = gelu_scalar(v);
+fn gelu_loop(x: &mut [f32]) {
+    for v in x.iter_mut() {
+        *v = gelu_scalar(*v);
     }
 }
 
@@ -144,9 +153,14 @@ mod tests {
         let device = Default::default();
         let x = Tensor::<Flex, 1>::from_data(TensorData::new(values.clone(), [values.len()]), &device);
         let ours: Vec<f32> = gelu(x.clone()).into_data().to_vec().unwrap();
-        let burns: Vec<f32> = activation::gelu(x).into_data().to_vec().unwrap();
+        let burns: Vec<f32> = activation::gelu(x.clone()).into_data().to_vec().unwrap();
         let worst = ours.iter().zip(&burns).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
         assert!(worst < 1e-6, "largest difference {worst}");
+        // `x` was shared, so the result went to a new buffer and `x` kept its values; a tensor
+        // of its own is overwritten in place, with the same result.
+        assert_eq!(x.into_data().to_vec::<f32>().unwrap(), values);
+        let owned = Tensor::<Flex, 1>::from_data(TensorData::new(values.clone(), [values.len()]), &device);
+        assert_eq!(gelu(owned).into_data().to_vec::<f32>().unwrap(), ours);
         // gelu(1) = 0.5 (1 + erf(1/√2)) = 0.841 344 7.
         let at_one = ours[36_000];
         assert!((values[36_000] - 1.0).abs() < 1e-6 && (at_one - 0.841_344_7).abs() < 3e-7, "{at_one}");

@@ -53,6 +53,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod gelu;
 pub mod interop;
+pub mod linear;
 pub mod loss;
 pub mod mae;
 pub mod masking;

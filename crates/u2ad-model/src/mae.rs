@@ -14,6 +14,7 @@ use burn::nn::{LayerNorm, Linear};
 use burn::tensor::{activation::sigmoid, backend::Backend, Bool, Int, Tensor, TensorData};
 
 use crate::config::{ConfigError, ModelConfig, PatchGrid};
+use crate::linear::linear;
 use crate::pos_embed::sincos_2d;
 use crate::vit::{layer_norm, xavier_linear, TransformerBlock};
 
@@ -41,7 +42,7 @@ impl<B: Backend> PatchHead<B> {
 
     /// `[batch, tokens, dim] -> [batch, tokens, patch_pixels]`.
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        sigmoid(self.projection.forward(self.norm.forward(x)))
+        sigmoid(linear(&self.projection, self.norm.forward(x)))
     }
 }
 
@@ -208,7 +209,7 @@ impl<B: Backend> MaskedAutoencoder<B> {
     /// Puts the encoded visible tokens back in place, the mask token everywhere else, and
     /// decodes: `[batch, 1 + visible_max, enc] -> ` both heads' patches.
     fn forward_decoder(&self, latent: Tensor<B, 3>, layout: &TokenLayout<B>) -> Reconstruction<B> {
-        let x = self.decoder_embedding.forward(latent);
+        let x = linear(&self.decoder_embedding, latent);
         let [batch, tokens, dim] = x.dims();
         let cls = x.clone().narrow(1, 0, 1);
         let pool = Tensor::cat(vec![x.narrow(1, 1, tokens - 1), self.mask_token.val().expand([batch, 1, dim])], 1);

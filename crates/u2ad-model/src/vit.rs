@@ -7,6 +7,7 @@ use burn::tensor::{backend::Backend, Bool, Tensor};
 
 use crate::attention::attention;
 use crate::gelu::gelu;
+use crate::linear::linear;
 
 /// A linear layer initialised as MAE does: Xavier-uniform weight, zero bias.
 pub fn xavier_linear<B: Backend>(d_input: usize, d_output: usize, device: &B::Device) -> Linear<B> {
@@ -46,10 +47,10 @@ impl<B: Backend> SelfAttention<B> {
         let head_dim = dim / self.heads;
         // `[q heads | k heads | v heads]` along one axis: each part is a view (narrow, then
         // swap), which the fused attention reads in place; no copy of q, k or v is made.
-        let qkv = self.qkv.forward(x).reshape([batch, tokens, 3 * self.heads, head_dim]);
+        let qkv = linear(&self.qkv, x).reshape([batch, tokens, 3 * self.heads, head_dim]);
         let part = |i: usize| -> Tensor<B, 4> { qkv.clone().narrow(2, i * self.heads, self.heads).swap_dims(1, 2) };
         let mixed = attention(part(0), part(1), part(2), key_padding);
-        self.output.forward(mixed.swap_dims(1, 2).reshape([batch, tokens, dim]))
+        linear(&self.output, mixed.swap_dims(1, 2).reshape([batch, tokens, dim]))
     }
 }
 
@@ -66,7 +67,7 @@ impl<B: Backend> Mlp<B> {
     }
 
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        self.output.forward(gelu(self.hidden.forward(x)))
+        linear(&self.output, gelu(linear(&self.hidden, x)))
     }
 }
 

@@ -18,7 +18,7 @@
 //! (8), vectorising over keys keeps every lane busy, where vectorising over the head
 //! dimension would need a horizontal sum per score. The exponential is a polynomial evaluated
 //! in the same lanes (a base-2 exponential with `log2 e` folded into the scores; relative error
-//! about 1e-7), see [`super::simd`].
+//! below 3e-7), see [`super::simd`].
 //!
 //! Each query row makes two sweeps over its keys in the forward pass: scores and their
 //! maximum (the scores go to a one-row buffer), then exponentials, their sum and the weighted
@@ -266,11 +266,12 @@ unsafe fn pack<const D: usize>(lanes: usize, src: HeadIn, keys: &[u32], dst: &mu
     }
 }
 
-/// `0` on the first `valid` lanes, `-inf` on the others: added to the scores of the last block
-/// so that its padding lanes get no weight.
+/// `0` on the first `valid` lanes, `-1e30` on the others: added to the scores of the last block
+/// so that its padding lanes get no weight (finite, so that [`exp2`] needs no clamp where its
+/// `ldexp` takes any exponent).
 #[inline(always)]
 unsafe fn tail_bias<S: Simd>(valid: usize) -> S::V {
-    let mut bias = [f32::NEG_INFINITY; 16];
+    let mut bias = [-1e30f32; 16];
     bias[..valid].fill(0.0);
     unsafe { S::load(bias.as_ptr()) }
 }
@@ -386,32 +387,29 @@ unsafe fn forward_rows<S: Simd, const D: usize, const R: usize>(
                 max[r] = S::max(max[r], s[r]);
             }
         }
-        let m: [f32; R] = std::array::from_fn(|r| S::hmax(max[r]));
-        let mv: [S::V; R] = std::array::from_fn(|r| S::splat(m[r]));
-        let mut sum = [zero; R];
-        let mut acc: [[S::V; D]; R] = [[zero; D]; R];
-        for c in 0..count {
-            let vc = blocks.values.add(c * stride);
-            let mut p = [zero; R];
-            for r in 0..R {
-                p[r] = exp2::<S>(S::sub(S::load(row.add((r * count + c) * lanes)), mv[r]));
-                sum[r] = S::add(sum[r], p[r]);
-            }
-            for d in 0..D {
-                let v = S::load(vc.add(d * lanes));
-                for r in 0..R {
-                    acc[r][d] = S::fma(p[r], v, acc[r][d]);
+        // The weighted sums one row at a time: with `R` rows the `R·D` accumulators, the
+        // exponential's constants and temporaries outgrow the 32 vector registers and spill.
+        for r in 0..R {
+            let m = S::hmax(max[r]);
+            let mv = S::splat(m);
+            let scores = row.add(r * count * lanes);
+            let mut sum = zero;
+            let mut acc: [S::V; D] = [zero; D];
+            for c in 0..count {
+                let vc = blocks.values.add(c * stride);
+                let p = exp2::<S>(S::sub(S::load(scores.add(c * lanes)), mv));
+                sum = S::add(sum, p);
+                for d in 0..D {
+                    acc[d] = S::fma(p, S::load(vc.add(d * lanes)), acc[d]);
                 }
             }
-        }
-        for r in 0..R {
-            let total = S::hsum(sum[r]);
+            let total = S::hsum(sum);
             let inv = 1.0 / total;
             let out = task.out.row::<D>(first + r);
             for d in 0..D {
-                out[d] = S::hsum(acc[r][d]) * inv;
+                out[d] = S::hsum(acc[d]) * inv;
             }
-            *task.lse.add(first + r) = m[r] + total.log2();
+            *task.lse.add(first + r) = m + total.log2();
         }
     }
 }

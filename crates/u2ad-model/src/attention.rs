@@ -12,6 +12,7 @@ mod flex;
 
 pub(crate) use flex::{cast, fused_backend, FusedBackend};
 mod simd;
+pub(crate) use simd::exp2_scalar;
 pub mod kernel;
 
 use std::cell::Cell;

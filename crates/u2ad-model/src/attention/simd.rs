@@ -55,6 +55,14 @@ pub(crate) unsafe fn exp2<S: Simd>(t: S::V) -> S::V {
     }
 }
 
+/// [`exp2`] of one value (the portable lanes' polynomial, clamp and rounding), for plain loops
+/// that the compiler vectorises.
+#[inline(always)]
+pub(crate) fn exp2_scalar(t: f32) -> f32 {
+    // SAFETY: the portable lanes are plain arrays; nothing is read through a pointer.
+    unsafe { exp2::<Portable>([t; 4])[0] }
+}
+
 #[cfg(target_arch = "x86_64")]
 pub(crate) use x86::{Avx2, Avx512};
 

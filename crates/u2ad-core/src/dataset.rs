@@ -14,14 +14,13 @@
 //! and a JSON document under the metadata key `u2ad` ([`DatasetMeta`]): the subjects, and for
 //! each sample its subject, native slice and the affine from sample pixel to native voxel.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use safetensors::tensor::Dtype;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{CoreError, Result};
-use crate::volume::write_atomically;
+use crate::error::Result;
+use crate::tensor_file::{self, TensorFile};
 
 /// Side of a square sample, in pixels.
 pub const SAMPLE_SIZE: usize = 256;
@@ -194,57 +193,35 @@ impl PreparedDataset {
     /// Writes the file atomically.
     pub fn write(&self, path: &Path) -> Result<()> {
         let n = self.len();
-        let image_bytes: Vec<u8> = self.image.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let image = tensor_file::f32_bytes(&self.image);
         let plane = vec![n, SAMPLE_SIZE, SAMPLE_SIZE];
-        let err = |e: safetensors::SafeTensorError| CoreError::Dataset { path: path.to_path_buf(), detail: e.to_string() };
-        let tensors = vec![
-            ("image", TensorView::new(Dtype::F32, plane.clone(), &image_bytes).map_err(err)?),
-            ("roi", TensorView::new(Dtype::U8, plane.clone(), &self.roi).map_err(err)?),
-            ("cord", TensorView::new(Dtype::U8, plane.clone(), &self.cord).map_err(err)?),
-            ("csf", TensorView::new(Dtype::U8, plane, &self.csf).map_err(err)?),
-            ("row_segment", TensorView::new(Dtype::U8, vec![n, SAMPLE_SIZE], &self.row_segment).map_err(err)?),
+        let tensors = [
+            ("image", Dtype::F32, plane.clone(), &image[..]),
+            ("roi", Dtype::U8, plane.clone(), &self.roi[..]),
+            ("cord", Dtype::U8, plane.clone(), &self.cord[..]),
+            ("csf", Dtype::U8, plane, &self.csf[..]),
+            ("row_segment", Dtype::U8, vec![n, SAMPLE_SIZE], &self.row_segment[..]),
         ];
-        let json = serde_json::to_string(&self.meta).expect("dataset metadata serialises");
-        let metadata: HashMap<String, String> = [("u2ad".to_string(), json)].into_iter().collect();
-        let bytes = safetensors::serialize(tensors, &Some(metadata)).map_err(err)?;
-        write_atomically(path, |tmp| std::fs::write(tmp, &bytes).map_err(|e| CoreError::io(tmp, e)))
+        tensor_file::write(path, &tensors, &self.meta)
     }
 
     /// Reads the whole file in one read.
     pub fn read(path: &Path) -> Result<PreparedDataset> {
-        let bytes = std::fs::read(path).map_err(|e| CoreError::io(path, e))?;
-        let bad = |detail: String| CoreError::Dataset { path: path.to_path_buf(), detail };
-        let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(format!("not a u2ad dataset file ({e})")))?;
-        let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
-        let json = header
-            .metadata()
-            .as_ref()
-            .and_then(|m| m.get("u2ad"))
-            .ok_or_else(|| bad("no u2ad metadata: not written by `u2ad prepare`".into()))?;
-        let meta: DatasetMeta = serde_json::from_str(json).map_err(|e| bad(format!("metadata: {e}")))?;
+        let (file, meta): (_, DatasetMeta) = TensorFile::read(path, "dataset", "u2ad prepare")?;
         if meta.format_version != FORMAT_VERSION {
-            return Err(bad(format!(
+            return Err(file.error(format!(
                 "format version {} (this u2ad reads version {FORMAT_VERSION}); run `u2ad prepare` again",
                 meta.format_version
             )));
         }
         let n = meta.samples.len();
-        let fetch = |name: &str, dtype: Dtype, shape: &[usize]| -> Result<Vec<u8>> {
-            let t = st.tensor(name).map_err(|e| bad(format!("tensor {name}: {e}")))?;
-            if t.dtype() != dtype || t.shape() != shape {
-                return Err(bad(format!("tensor {name} has type {:?} and shape {:?}", t.dtype(), t.shape())));
-            }
-            Ok(t.data().to_vec())
-        };
         let plane = [n, SAMPLE_SIZE, SAMPLE_SIZE];
-        let image_bytes = fetch("image", Dtype::F32, &plane)?;
-        let image = image_bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
         Ok(PreparedDataset {
-            image,
-            roi: fetch("roi", Dtype::U8, &plane)?,
-            cord: fetch("cord", Dtype::U8, &plane)?,
-            csf: fetch("csf", Dtype::U8, &plane)?,
-            row_segment: fetch("row_segment", Dtype::U8, &[n, SAMPLE_SIZE])?,
+            image: file.floats("image", &plane)?,
+            roi: file.bytes("roi", Dtype::U8, &plane)?,
+            cord: file.bytes("cord", Dtype::U8, &plane)?,
+            csf: file.bytes("csf", Dtype::U8, &plane)?,
+            row_segment: file.bytes("row_segment", Dtype::U8, &[n, SAMPLE_SIZE])?,
             meta,
         })
     }

@@ -34,22 +34,22 @@
 //! (the 0.2 and 99.8 foreground percentiles); outside the ROI it is the (clipped) input. The
 //! candidate mask is the projected 0/1 map thresholded at 0.5.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use ndarray::Array3;
-use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use safetensors::tensor::Dtype;
 use serde::{Deserialize, Serialize};
 
 use crate::dataset::{SampleMeta, SubjectMeta, SAMPLE_PIXELS, SAMPLE_SIZE};
-use crate::error::{CoreError, Result};
+use crate::error::Result;
 use crate::levels::{vertebra_name, DiscLevel};
 use crate::sample::project_to_native;
 use crate::scoring::{
     anomaly_candidates, erode_3x3, score_subject, CandidateFilter, CandidateMap, PlaneShape, ScoringConfig, SliceMaps,
     SubjectScores,
 };
-use crate::volume::{write_atomically, Volume};
+use crate::tensor_file::{self, TensorFile};
+use crate::volume::Volume;
 
 // ---------------------------------------------------------------------------------------------
 // Names
@@ -238,9 +238,8 @@ impl SubjectMaps {
     /// N x 256 x 256; `roi`, `cord` u8 N x 256 x 256; `row_segment` u8 N x 256; metadata `u2ad`).
     pub fn write(&self, path: &Path) -> Result<()> {
         let n = self.samples.len();
-        let err = |e: safetensors::SafeTensorError| CoreError::Dataset { path: path.to_path_buf(), detail: e.to_string() };
         let floats = |f: &dyn Fn(&SampleResult) -> &Vec<f32>| -> Vec<u8> {
-            self.samples.iter().flat_map(|s| f(s).iter().flat_map(|v| v.to_le_bytes())).collect()
+            tensor_file::f32_bytes(self.samples.iter().flat_map(|s| f(s).iter()))
         };
         let bytes_of = |f: &dyn Fn(&SampleResult) -> &Vec<u8>| -> Vec<u8> { self.samples.iter().flat_map(|s| f(s).iter().copied()).collect() };
         let image = floats(&|s| &s.image);
@@ -251,14 +250,14 @@ impl SubjectMaps {
         let cord = bytes_of(&|s| &s.cord);
         let row_segment = bytes_of(&|s| &s.row_segment);
         let plane = vec![n, SAMPLE_SIZE, SAMPLE_SIZE];
-        let tensors = vec![
-            ("image", TensorView::new(Dtype::F32, plane.clone(), &image).map_err(err)?),
-            ("mean", TensorView::new(Dtype::F32, plane.clone(), &mean).map_err(err)?),
-            ("epistemic", TensorView::new(Dtype::F32, plane.clone(), &epistemic).map_err(err)?),
-            ("aleatoric", TensorView::new(Dtype::F32, plane.clone(), &aleatoric).map_err(err)?),
-            ("roi", TensorView::new(Dtype::U8, plane.clone(), &roi).map_err(err)?),
-            ("cord", TensorView::new(Dtype::U8, plane, &cord).map_err(err)?),
-            ("row_segment", TensorView::new(Dtype::U8, vec![n, SAMPLE_SIZE], &row_segment).map_err(err)?),
+        let tensors = [
+            ("image", Dtype::F32, plane.clone(), &image[..]),
+            ("mean", Dtype::F32, plane.clone(), &mean[..]),
+            ("epistemic", Dtype::F32, plane.clone(), &epistemic[..]),
+            ("aleatoric", Dtype::F32, plane.clone(), &aleatoric[..]),
+            ("roi", Dtype::U8, plane.clone(), &roi[..]),
+            ("cord", Dtype::U8, plane, &cord[..]),
+            ("row_segment", Dtype::U8, vec![n, SAMPLE_SIZE], &row_segment[..]),
         ];
         let header = MapsHeader {
             format_version: SAMPLE_MAPS_VERSION,
@@ -266,37 +265,20 @@ impl SubjectMaps {
             samples: self.samples.iter().map(|s| s.meta).collect(),
             passes: self.samples.iter().map(|s| s.passes).collect(),
         };
-        let json = serde_json::to_string(&header).expect("sample maps header serialises");
-        let metadata: HashMap<String, String> = [("u2ad".to_string(), json)].into_iter().collect();
-        let bytes = safetensors::serialize(tensors, &Some(metadata)).map_err(err)?;
-        write_atomically(path, |tmp| std::fs::write(tmp, &bytes).map_err(|e| CoreError::io(tmp, e)))
+        tensor_file::write(path, &tensors, &header)
     }
 
     pub fn read(path: &Path) -> Result<SubjectMaps> {
-        let bytes = std::fs::read(path).map_err(|e| CoreError::io(path, e))?;
-        let bad = |detail: String| CoreError::Dataset { path: path.to_path_buf(), detail };
-        let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(format!("not a u2ad sample maps file ({e})")))?;
-        let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
-        let json = header.metadata().as_ref().and_then(|m| m.get("u2ad")).ok_or_else(|| bad("no u2ad metadata".into()))?;
-        let header: MapsHeader = serde_json::from_str(json).map_err(|e| bad(format!("metadata: {e}")))?;
+        let (file, header): (_, MapsHeader) = TensorFile::read(path, "sample maps", "u2ad detect")?;
         if header.format_version != SAMPLE_MAPS_VERSION || header.passes.len() != header.samples.len() {
-            return Err(bad(format!("format version {} (expected {SAMPLE_MAPS_VERSION})", header.format_version)));
+            return Err(file.error(format!("format version {} (expected {SAMPLE_MAPS_VERSION})", header.format_version)));
         }
         let n = header.samples.len();
-        let fetch = |name: &str, dtype: Dtype, shape: &[usize]| -> Result<Vec<u8>> {
-            let t = st.tensor(name).map_err(|e| bad(format!("tensor {name}: {e}")))?;
-            if t.dtype() != dtype || t.shape() != shape {
-                return Err(bad(format!("tensor {name} has type {:?} and shape {:?}", t.dtype(), t.shape())));
-            }
-            Ok(t.data().to_vec())
-        };
         let plane = [n, SAMPLE_SIZE, SAMPLE_SIZE];
-        let floats = |name: &str| -> Result<Vec<f32>> {
-            Ok(fetch(name, Dtype::F32, &plane)?.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
-        };
+        let floats = |name: &str| file.floats(name, &plane);
         let (image, mean, epistemic, aleatoric) = (floats("image")?, floats("mean")?, floats("epistemic")?, floats("aleatoric")?);
-        let (roi, cord) = (fetch("roi", Dtype::U8, &plane)?, fetch("cord", Dtype::U8, &plane)?);
-        let row_segment = fetch("row_segment", Dtype::U8, &[n, SAMPLE_SIZE])?;
+        let (roi, cord) = (file.bytes("roi", Dtype::U8, &plane)?, file.bytes("cord", Dtype::U8, &plane)?);
+        let row_segment = file.bytes("row_segment", Dtype::U8, &[n, SAMPLE_SIZE])?;
         let px = |i: usize| i * SAMPLE_PIXELS..(i + 1) * SAMPLE_PIXELS;
         let samples = (0..n)
             .map(|i| SampleResult {

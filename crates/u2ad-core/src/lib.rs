@@ -22,6 +22,7 @@ pub mod resample;
 pub mod sample;
 pub mod scoring;
 pub mod synth;
+mod tensor_file;
 pub mod volume;
 
 pub use error::{CoreError, Result};

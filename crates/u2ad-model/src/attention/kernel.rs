@@ -25,8 +25,9 @@
 //! sum of values. The backward pass makes one sweep per row that recomputes the scores and
 //! weights `p = exp(s − lse)`, and accumulates `dV += p·dO`, `dK += dS·q`, `dq += dS·K` with
 //! `dS = p (dO·v − Δ)` and `Δ = dO·O` (FlashAttention's backward). Rows go through together,
-//! 2 in the forward pass and 8 in the backward pass, so that each block of keys loaded (and
-//! each read-modify-write of its gradients) serves several rows.
+//! 2 in the forward pass's first sweep and 8 in the backward pass, so that each block of keys
+//! loaded (and each read-modify-write of its gradients) serves several rows; the forward
+//! pass's second sweep takes its rows one at a time (two rows' accumulators spilled).
 //!
 //! The kernels are instantiated per head size (4, 8, 16, 32; see [`supported_head_dim`]) and
 //! per instruction set (chosen at run time, or by `U2AD_ATTENTION_ISA`), from one generic body.

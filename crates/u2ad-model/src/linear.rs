@@ -28,15 +28,9 @@ pub fn linear<B: Backend, const D: usize>(layer: &Linear<B>, x: Tensor<B, D>) ->
     let x: Tensor<Flex, D> = cast(x);
     let weight: Tensor<Flex, 2> = cast(weight);
     let bias: Option<Tensor<Flex, 1>> = layer.bias.as_ref().map(|b| cast(b.val()));
-    let out = linear_flex(&float(x), &float(weight), bias.map(float).as_ref());
+    let bias = bias.map(|b| b.into_primitive().tensor());
+    let out = linear_flex(&x.into_primitive().tensor(), &weight.into_primitive().tensor(), bias.as_ref());
     cast(Tensor::<Flex, D>::from_primitive(TensorPrimitive::Float(out)))
-}
-
-fn float<const D: usize>(t: Tensor<Flex, D>) -> FlexTensor {
-    match t.into_primitive() {
-        TensorPrimitive::Float(t) => t,
-        TensorPrimitive::QFloat(_) => unreachable!("an f32 tensor"),
-    }
 }
 
 /// The values of `t` in row-major order (a copy only if `t` is a strided view).

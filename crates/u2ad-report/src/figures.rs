@@ -405,16 +405,11 @@ pub fn curve_figure(curve: &CurveData, title: &str) -> Result<Vec<u8>, FigureErr
         for level in &curve.levels {
             if let Some((x, v)) = level.peak {
                 let colour = call_colour(&level.call);
-                chart
-                    .draw_series(std::iter::once(Circle::new((x, v), 5, colour.filled())))
-                    .map_err(|e| fail(NAME, e))?;
-                chart
-                    .draw_series(std::iter::once(Text::new(
-                        format!("{} {}", level.name, level.call),
-                        (x, v),
-                        (FONT, 11).into_font().color(&colour),
-                    )))
-                    .map_err(|e| fail(NAME, e))?;
+                // The label starts beside the marker (pixel offsets), not under it.
+                let marker = EmptyElement::at((x, v))
+                    + Circle::new((0, 0), 5, colour.filled())
+                    + Text::new(format!("{} {}", level.name, level.call), (8, -6), (FONT, 11).into_font().color(&colour));
+                chart.draw_series(std::iter::once(marker)).map_err(|e| fail(NAME, e))?;
             }
         }
         root.present().map_err(|e| fail(NAME, e))?;

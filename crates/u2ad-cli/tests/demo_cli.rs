@@ -45,7 +45,7 @@ fn the_demo_runs_end_to_end_and_reports_every_method() {
     let output = u2ad(&["demo", "--out", s(&out), "--config", s(&config), "--copies", "2", "--data", s(&data), "--quiet"]);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let printed = String::from_utf8_lossy(&output.stdout);
-    assert!(printed.contains("| method | group | pixel AUPRC | segment F1 | patient F1 |"), "{printed}");
+    assert!(printed.contains("| method | group | pixel AUPRC | segment AUROC | segment AUPRC | segment F1 | patient F1 | patient FPR | indeterminate |"), "{printed}");
     assert!(printed.contains("| u2ad | all |") && printed.contains("| intensity | all |"), "{printed}");
     assert!(printed.contains("not clinical accuracy"));
     assert!(printed.contains(&format!("report: {}", out.join("report.html").display())), "{printed}");
@@ -63,10 +63,14 @@ fn the_demo_runs_end_to_end_and_reports_every_method() {
     assert_eq!(header("detect/intensity/levels.csv"), header("detect/u2ad/levels.csv"));
     assert_eq!(header("detect/intensity/patients.csv"), header("detect/u2ad/patients.csv"));
 
-    // 2 sources x 2 copies; 30 % of 4 rounds to 1 lesion-free subject.
+    // 3 sources x 2 copies; 30 % of 6 rounds to 2 lesion-free subjects.
     let subjects = std::fs::read_to_string(out.join("evaluation/evaluation_subjects.csv")).unwrap();
-    assert_eq!(subjects.lines().filter(|l| l.starts_with("u2ad,")).count(), 4);
-    assert_eq!(subjects.lines().filter(|l| l.starts_with("u2ad,") && l.contains(",0,0,")).count(), 1, "{subjects}");
+    assert_eq!(subjects.lines().filter(|l| l.starts_with("u2ad,")).count(), 6);
+    assert_eq!(subjects.lines().filter(|l| l.starts_with("u2ad,") && l.contains(",0,0,")).count(), 2, "{subjects}");
+    // Every subject is calibrated against the other hosts only: its participant is its source.
+    let levels = std::fs::read_to_string(out.join("detect/u2ad/levels.csv")).unwrap();
+    assert!(levels.lines().next().unwrap().ends_with(",group"), "{levels}");
+    assert!(levels.lines().skip(1).all(|l| l.ends_with(",sub-errsm21") || l.ends_with(",sub-errsm23") || l.ends_with(",sub-errsm30")));
 
     // A second run refuses the folder without --force, and any folder that is not a demo's.
     let again = u2ad(&["demo", "--out", s(&out), "--config", s(&config), "--data", s(&data)]);

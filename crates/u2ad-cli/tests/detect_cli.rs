@@ -72,11 +72,13 @@ fn relative_files(root: &Path) -> Vec<String> {
     files
 }
 
-const LEVEL_HEADER: [&str; 11] = [
+const LEVEL_HEADER: [&str; 14] = [
     "subject",
     "level",
     "score",
     "threshold",
+    "z",
+    "z_threshold",
     "call",
     "reason",
     "peak_position_mm",
@@ -84,6 +86,7 @@ const LEVEL_HEADER: [&str; 11] = [
     "peak_signal_ratio",
     "mean_eu",
     "eu_limit",
+    "group",
 ];
 
 #[test]
@@ -209,38 +212,38 @@ fn detects_the_shared_cohort_writes_every_output_and_reuses_them() {
     let mut previous_peak = f64::NEG_INFINITY;
     for row in &rows {
         assert_eq!(row[0], "sub-errsm11");
-        assert!(["positive", "negative", "indeterminate"].contains(&row[4].as_str()), "{row:?}");
+        assert!(["positive", "negative", "indeterminate"].contains(&row[6].as_str()), "{row:?}");
         let score: f64 = row[2].parse().unwrap();
         let threshold: f64 = row[3].parse().unwrap();
         assert!(score >= 0.0 && threshold >= 0.0);
-        if row[4] == "positive" {
+        if row[6] == "positive" {
             assert!(score > threshold);
         }
-        if row[4] == "negative" {
+        if row[6] == "negative" {
             assert!(score <= threshold);
         }
-        let peak: f64 = row[6].parse().unwrap();
+        let peak: f64 = row[8].parse().unwrap();
         assert!(peak >= previous_peak, "peaks follow the levels down the cord: {rows:?}");
         previous_peak = peak;
-        let ratio: f64 = row[8].parse().unwrap();
+        let ratio: f64 = row[10].parse().unwrap();
         assert!(ratio > 0.2 && ratio < 5.0, "{ratio}");
     }
-    assert!((0.0..40.0).contains(&rows[0][6].parse::<f64>().unwrap()), "C2/C3 peak within 40 mm of C2's centre");
+    assert!((0.0..40.0).contains(&rows[0][8].parse::<f64>().unwrap()), "C2/C3 peak within 40 mm of C2's centre");
 
     // Patient JSON agrees with the table.
     let patient = json(&anat.join(format!("{stem}_desc-patient_scores.json")));
     let best = rows.iter().map(|r| r[2].parse::<f64>().unwrap()).fold(f64::NEG_INFINITY, f64::max);
     assert!((patient["PatientScore"].as_f64().unwrap() - best).abs() <= 1e-12 * best.max(1.0));
-    let positives: Vec<&str> = rows.iter().filter(|r| r[4] == "positive").map(|r| r[1].as_str()).collect();
+    let positives: Vec<&str> = rows.iter().filter(|r| r[6] == "positive").map(|r| r[1].as_str()).collect();
     assert_eq!(patient["PositiveLevels"], serde_json::json!(positives));
     let call = patient["Call"].as_str().unwrap();
     assert_eq!(call == "positive", !positives.is_empty(), "{call}");
 
     // sub-errsm30 covers C2 to C5 only.
     let (_, rows30) = read_csv(&out.join("sub-errsm30/anat/sub-errsm30_T2w_desc-levels_scores.csv"));
-    let calls30: Vec<&str> = rows30.iter().map(|r| r[4].as_str()).collect();
+    let calls30: Vec<&str> = rows30.iter().map(|r| r[6].as_str()).collect();
     assert_eq!(&calls30[4..], ["out_of_fov", "out_of_fov"], "{rows30:?}");
-    assert!(rows30[4][2].is_empty() && rows30[4][6].is_empty(), "no score out of the field of view");
+    assert!(rows30[4][2].is_empty() && rows30[4][8].is_empty(), "no score out of the field of view");
 
     // Cohort tables and figures.
     let (cohort_header, cohort_rows) = read_csv(&out.join("levels.csv"));
@@ -325,7 +328,7 @@ fn one_image_is_not_calibrated_unless_given_a_threshold() {
     assert!(stderr.contains("warning: not calibrated: a cohort of one subject cannot calibrate thresholds"), "{stderr}");
     let csv = out.join("sub-errsm30/anat/sub-errsm30_T2w_desc-levels_scores.csv");
     let (_, rows) = read_csv(&csv);
-    let calls: Vec<(&str, &str)> = rows.iter().map(|r| (r[4].as_str(), r[5].as_str())).collect();
+    let calls: Vec<(&str, &str)> = rows.iter().map(|r| (r[6].as_str(), r[7].as_str())).collect();
     assert_eq!(
         calls,
         [
@@ -360,7 +363,7 @@ fn one_image_is_not_calibrated_unless_given_a_threshold() {
     let (_, rows) = read_csv(&csv);
     for (row, score) in rows[..4].iter().zip(&scores) {
         assert_eq!(row[3].parse::<f64>().unwrap(), middle);
-        assert_eq!(row[4], if *score > middle { "positive" } else { "negative" }, "{row:?}");
+        assert_eq!(row[6], if *score > middle { "positive" } else { "negative" }, "{row:?}");
     }
     let patient = json(&out.join("sub-errsm30/anat/sub-errsm30_T2w_desc-patient_scores.json"));
     assert_eq!(patient["Call"], "positive");
@@ -443,11 +446,37 @@ fn bad_input_is_one_line_naming_the_file_and_writes_nothing() {
     assert!(!out.exists());
 
     let model = tiny_model(dir.path());
-    let output = u2ad(&["detect", s(&sample_file("clinical-slices")), "--model", s(&model), "--out", s(&out)]);
-    assert!(!output.status.success());
-    assert!(text(&output.stderr).contains(".npy slices have no image grid"), "{}", text(&output.stderr));
     let output = u2ad(&["detect", s(&sample_file("spine-t2")), "--model", s(&model), "--out", s(&out), "--target-fpr", "1.5"]);
     assert!(!output.status.success());
     assert!(text(&output.stderr).contains("u2ad: error: invalid scoring configuration"), "{}", text(&output.stderr));
     assert!(!out.exists());
+}
+
+#[test]
+fn detects_the_reference_npy_slices_on_their_own_grid() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let out = dir.path().join("slices");
+    let output = u2ad(&["detect", s(&sample_file("clinical-slices")), "--model", s(&model), "--out", s(&out), "--pooling", "pooled", "--min-reference", "2", "--polarity", "both"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    // Maps on the slice's 256 x 256 grid, named after the slice without `.npy`.
+    let anomaly = Volume::read(out.join("slice-1/anat/slice-1_desc-anomaly.nii.gz")).unwrap();
+    assert_eq!(anomaly.shape(), [256, 256, 1]);
+    assert!(anomaly.spacing_mm().iter().zip([0.78125, 0.78125, 1.0]).all(|(a, b)| (a - b).abs() < 1e-6), "{:?}", anomaly.spacing_mm());
+    assert!(anomaly.data.iter().any(|&v| v > 0.0) && anomaly.data.iter().all(|v| v.is_finite()));
+    // The maps are the sample maps themselves, pixel for pixel.
+    let maps = SubjectMaps::read(&out.join("slice-1/anat/slice-1_desc-mc_samples.safetensors")).unwrap();
+    let sample = &maps.samples[0];
+    for (index, &value) in sample.aleatoric.iter().enumerate().step_by(97) {
+        assert!((anomaly.data[[index / 256, index % 256, 0]] - value).abs() < 1e-6, "pixel {index}");
+    }
+    // Levels from the vertebral bodies of the label channel: slice-1 shows C2/C3 to C7/T1,
+    // slice-3 (32 mm of cord) C2/C3 and C3/C4.
+    let (header, rows) = read_csv(&out.join("levels.csv"));
+    assert_eq!(header, LEVEL_HEADER);
+    let scored = |subject: &str| -> Vec<String> {
+        rows.iter().filter(|r| r[0] == subject && !r[2].is_empty()).map(|r| r[1].clone()).collect()
+    };
+    assert_eq!(scored("slice-1"), ["C2/C3", "C3/C4", "C4/C5", "C5/C6", "C6/C7", "C7/T1"]);
+    assert_eq!(scored("slice-3"), ["C2/C3", "C3/C4"]);
 }

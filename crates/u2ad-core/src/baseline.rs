@@ -28,6 +28,7 @@
 
 use crate::dataset::{PreparedSample, SubjectMeta, SAMPLE_SIZE};
 use crate::detect_outputs::{SampleResult, SubjectMaps};
+use crate::level_scores::{LevelScoreConfig, LevelStatistic};
 use crate::scoring::{erode_3x3, median, PlaneShape, MAD_TO_SD, MEAN_ABSOLUTE_DEVIATION_TO_SD};
 
 /// Level codes 0 (no level) and 1..=6 (C2/C3 … C7/T1).
@@ -199,6 +200,86 @@ pub fn intensity_baseline(cohort: &[CohortSubject<'_>], config: &IntensityBaseli
         .collect())
 }
 
+// ---------------------------------------------------------------------------------------------
+// The level-percentile rule (the default intensity baseline)
+
+/// Settings of [`intensity_percentile_baseline`].
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct IntensityPercentileConfig {
+    /// Gaussian smoothing of the image before the percentile, in mm (in-plane).
+    pub smoothing_sigma_mm: f64,
+    /// Samples entering the subject's cord median (as [`IntensityBaselineConfig`]).
+    pub min_eroded_cord_px: usize,
+}
+
+impl Default for IntensityPercentileConfig {
+    fn default() -> Self {
+        IntensityPercentileConfig { smoothing_sigma_mm: 0.7, min_eroded_cord_px: 100 }
+    }
+}
+
+impl IntensityPercentileConfig {
+    /// How its levels are scored: the 99th percentile over the cord eroded by about two native
+    /// voxels in 3-D (three 3 x 3 erosions of 0.78 mm pixels in-plane, 2 mm across slices).
+    pub const LEVEL_SCORES: LevelScoreConfig = LevelScoreConfig {
+        statistic: LevelStatistic::Percentile { percent: 99.0 },
+        in_plane_steps: 3,
+        lateral_mm: 2.0,
+        relative_to_cord_signal: false,
+        exclude_csf_partial_volume: false,
+    };
+}
+
+/// The intensity rule as a map: each sample's image smoothed by a Gaussian of
+/// `smoothing_sigma_mm`, divided by the subject's median eroded-cord signal, on the eroded cord.
+/// Scored with [`IntensityPercentileConfig::LEVEL_SCORES`] and calibrated like every detection
+/// (robust z per level against the other participants), this is the recipe: per level, the 99th
+/// percentile of the smoothed T2 signal in the 3-D-eroded cord over the subject's cord median,
+/// robust z-scored against the other subjects. Needs no other subject to make the map.
+pub fn intensity_percentile_baseline(
+    subject: &CohortSubject<'_>,
+    config: &IntensityPercentileConfig,
+) -> Result<SubjectMaps, BaselineError> {
+    let eroded_cords: Vec<Vec<u8>> = subject.samples.iter().map(eroded).collect();
+    let baseline = IntensityBaselineConfig { min_eroded_cord_px: config.min_eroded_cord_px, ..Default::default() };
+    let cord_median = subject_signal(subject, &eroded_cords, &baseline)?.cord_median;
+    let samples = subject
+        .samples
+        .iter()
+        .zip(&eroded_cords)
+        .map(|(sample, eroded_cord)| {
+            let sigma_px = (config.smoothing_sigma_mm / sample.meta.pixel_mm.max(f64::MIN_POSITIVE)) as f32;
+            let plane = ndarray::ArrayView2::from_shape((SAMPLE_SIZE, SAMPLE_SIZE), &sample.image[..]).expect("256 x 256");
+            let smoothed = if sigma_px > 0.0 {
+                ndarray_ndimage::gaussian_filter(&plane.to_owned(), sigma_px, 0, ndarray_ndimage::BorderMode::Reflect, 4)
+            } else {
+                plane.to_owned()
+            };
+            let mut ratio = vec![0.0f32; sample.image.len()];
+            let mut expected = sample.image.clone();
+            for (i, (&inside, &value)) in eroded_cord.iter().zip(smoothed.iter()).enumerate() {
+                if inside != 0 {
+                    ratio[i] = (f64::from(value) / cord_median) as f32;
+                    expected[i] = cord_median as f32;
+                }
+            }
+            let epistemic = vec![0.0f32; sample.image.len()];
+            SampleResult::from_mc(
+                sample.meta,
+                &sample.image,
+                &sample.roi,
+                &sample.cord,
+                &sample.row_segment,
+                expected,
+                &epistemic,
+                &ratio,
+                0,
+            )
+        })
+        .collect();
+    Ok(SubjectMaps { subject: subject.meta.clone(), samples })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -310,5 +391,41 @@ mod tests {
         let err = intensity_baseline(&[CohortSubject { meta: &m, samples: &samples }], &IntensityBaselineConfig::default())
             .unwrap_err();
         assert_eq!(err, BaselineError::TooFewSubjects(1));
+    }
+
+    #[test]
+    fn the_percentile_rule_maps_smoothed_signal_over_the_cord_median() {
+        let mut samples = vec![sample(0.4)];
+        for row in 120..128 {
+            for col in 106..110 {
+                samples[0].image[row * SAMPLE_SIZE + col] = 0.8;
+            }
+        }
+        let m = meta("sub-a");
+        let maps = intensity_percentile_baseline(&CohortSubject { meta: &m, samples: &samples }, &IntensityPercentileConfig::default()).unwrap();
+        let s = &maps.samples[0];
+        // Cord median 0.44: 1055 eroded-cord pixels at 0.4, 1055 at 0.44 and the spot's 32 at 0.8.
+        assert!((s.mean[70 * SAMPLE_SIZE + 103] - 0.44).abs() < 1e-6);
+        // The smoothing evens the columns out: 0.42 / 0.44.
+        let normal = f64::from(s.aleatoric[70 * SAMPLE_SIZE + 104]);
+        assert!((normal - 0.42 / 0.44).abs() < 0.03, "{normal}");
+        // The spot's centre, smoothed by 0.7 mm: a little under 0.8 / 0.44 = 1.82.
+        let spot = f64::from(s.aleatoric[124 * SAMPLE_SIZE + 107]);
+        assert!(spot > 1.5 && spot < 1.82, "{spot}");
+        assert_eq!(s.aleatoric[20 * SAMPLE_SIZE + 110], 0.0);
+        // Scored as the rule says: C3/C4 (the spot's level) far above C2/C3.
+        let stack = [crate::level_scores::StackSlice {
+            native_slice: 0,
+            cord: &s.cord,
+            roi: &s.roi,
+            values: &s.aleatoric,
+            image: &s.image,
+            row_segment: &s.row_segment,
+        }];
+        let scores = crate::level_scores::level_scores(&stack, PlaneShape::SAMPLE, &IntensityPercentileConfig::LEVEL_SCORES, 0.78125, 1.0);
+        assert_eq!(scores.len(), 2);
+        assert!(scores[0].in_plane_only, "one slice: in-plane erosion only");
+        assert!((0.9..1.0).contains(&scores[0].score), "{:?}", scores[0]);
+        assert!(scores[1].score > 1.5, "{:?}", scores[1]);
     }
 }

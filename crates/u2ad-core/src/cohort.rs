@@ -67,16 +67,44 @@ fn name_of(path: &Path) -> String {
     path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
-/// File name without `.nii.gz` / `.nii`.
+/// File name without `.nii.gz` / `.nii` (or `.npy`, the reference's preprocessed slices).
 pub fn nifti_stem(path: &Path) -> String {
     let name = name_of(path);
-    name.strip_suffix(".nii.gz").or_else(|| name.strip_suffix(".nii")).unwrap_or(&name).to_string()
+    [".nii.gz", ".nii", ".npy"].iter().find_map(|ext| name.strip_suffix(ext)).unwrap_or(&name).to_string()
 }
 
 fn find_label(dir: &Path, stem: &str, suffixes: &[String]) -> Option<PathBuf> {
     suffixes.iter().find_map(|suffix| {
         ["nii.gz", "nii"].iter().map(|ext| dir.join(format!("{stem}{suffix}.{ext}"))).find(|p| p.is_file())
     })
+}
+
+/// The participant a subject belongs to, for calibrations that must leave out every scan of the
+/// same person: the `source_participant` column of the BIDS `participants.tsv` (as `u2ad synth`
+/// writes it: each synthetic copy names the healthy scan it was made from) when it has a row for
+/// the subject, else the subject's BIDS participant label (`sub-XX` without its session, so two
+/// sessions of one person are one participant). `participants.tsv` is looked up in the dataset
+/// root above `image` (the parent of its `sub-XX` folder).
+pub fn participant_group(subject: &str, image: &Path) -> String {
+    let label = subject.split('_').next().unwrap_or(subject).to_string();
+    let root = image.ancestors().find(|a| a.file_name().is_some_and(|n| n == label.as_str())).and_then(Path::parent);
+    let Some(text) = root.and_then(|r| std::fs::read_to_string(r.join("participants.tsv")).ok()) else {
+        return label;
+    };
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap_or_default().split('\t').map(str::trim).collect();
+    let (Some(id), Some(source)) = (
+        header.iter().position(|h| *h == "participant_id"),
+        header.iter().position(|h| *h == "source_participant"),
+    ) else {
+        return label;
+    };
+    lines
+        .map(|line| line.split('\t').map(str::trim).collect::<Vec<_>>())
+        .find(|cells| cells.get(id) == Some(&label.as_str()))
+        .and_then(|cells| cells.get(source).map(|s| s.to_string()))
+        .filter(|s| !s.is_empty() && s != "n/a")
+        .unwrap_or(label)
 }
 
 /// Every T2w image of a BIDS dataset with its labels.
@@ -156,5 +184,26 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let err = discover_bids(dir.path(), &DiscoveryOptions::default()).unwrap_err().to_string();
         assert!(err.contains(&dir.path().display().to_string()) && err.contains("no sub-"), "{err}");
+    }
+
+    #[test]
+    fn participants_come_from_participants_tsv_else_the_subject_label() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::write(
+            root.join("participants.tsv"),
+            "participant_id\tsource_participant\nsub-errsm23syn01\tsub-errsm23\nsub-x01\tn/a\n",
+        )
+        .unwrap();
+        let image = |label: &str| root.join(label).join("anat").join(format!("{label}_T2w.nii.gz"));
+        assert_eq!(participant_group("sub-errsm23syn01", &image("sub-errsm23syn01")), "sub-errsm23");
+        // n/a, no row, a session: the participant label.
+        assert_eq!(participant_group("sub-x01", &image("sub-x01")), "sub-x01");
+        assert_eq!(participant_group("sub-y01", &image("sub-y01")), "sub-y01");
+        let session = root.join("sub-z").join("ses-2").join("anat").join("sub-z_ses-2_T2w.nii.gz");
+        assert_eq!(participant_group("sub-z_ses-2", &session), "sub-z");
+        // The shared cohort has no participants.tsv with sources.
+        let errsm = sample_file("spine-t2/sub-errsm21/anat/sub-errsm21_T2w.nii.gz");
+        assert_eq!(participant_group("sub-errsm21", &errsm), "sub-errsm21");
     }
 }

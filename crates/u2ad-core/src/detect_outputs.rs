@@ -44,9 +44,11 @@ use crate::dataset::{SampleMeta, SubjectMeta, SAMPLE_PIXELS, SAMPLE_SIZE};
 use crate::error::Result;
 use crate::levels::{vertebra_name, DiscLevel};
 use crate::sample::project_to_native;
+use crate::cohort::{nifti_stem, participant_group};
+use crate::level_scores::{level_scores, outside_level_scores, slice_spacing_mm, LevelScore, LevelScoreConfig, LevelStatistic, StackSlice};
 use crate::scoring::{
-    anomaly_candidates, erode_3x3, score_subject, CandidateFilter, CandidateMap, PlaneShape, ScoringConfig, SliceMaps,
-    SubjectScores,
+    anomaly_candidates, erode_3x3, peak_signal_ratio, score_subject, CandidateFilter, CandidateMap, PlaneShape,
+    ScoringConfig, SegmentOutcome, SegmentPeak, SegmentScore, SliceMaps, SubjectScores,
 };
 use crate::tensor_file::{self, TensorFile};
 use crate::volume::Volume;
@@ -67,7 +69,7 @@ pub struct SubjectOutputs {
     pub anat_dir: PathBuf,
     /// `<out>/sub-XX[/ses-YY]/figures`.
     pub figures_dir: PathBuf,
-    /// The input image's name without `.nii[.gz]`.
+    /// The input image's name without `.nii[.gz]` (or `.npy`).
     pub stem: String,
 }
 
@@ -81,8 +83,7 @@ impl SubjectOutputs {
         if let Some(session) = parts.find(|p| p.starts_with("ses-")) {
             dir.push(session);
         }
-        let name = image.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let stem = name.strip_suffix(".nii.gz").or_else(|| name.strip_suffix(".nii")).unwrap_or(&name).to_string();
+        let stem = nifti_stem(image);
         let stem = if stem.is_empty() { subject.to_string() } else { stem };
         SubjectOutputs { anat_dir: dir.join("anat"), figures_dir: dir.join("figures"), stem }
     }
@@ -317,11 +318,13 @@ impl SubjectMaps {
 // ---------------------------------------------------------------------------------------------
 // Scoring
 
-/// The candidate filter and the curve/segment settings.
+/// The candidate filter, the curve/segment settings and the 3-D level scores.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 pub struct MapScoring {
     pub candidates: CandidateFilter,
     pub scoring: ScoringConfig,
+    /// How each level's score is taken ([`LevelStatistic::CurvePeak`]: the curve's peak).
+    pub levels: LevelScoreConfig,
 }
 
 /// A subject's candidates (one map per sample, in order) and scores.
@@ -348,8 +351,51 @@ pub fn score_maps(maps: &SubjectMaps, settings: &MapScoring) -> ScoredSubject {
         .zip(&candidates)
         .map(|((s, e), c)| SliceMaps { image: &s.image, filtered_au: &c.filtered_au, cord_eroded: e, eu: Some(&s.epistemic) })
         .collect();
-    let scores = score_subject(&maps.subject.subject, &slices, &maps.row_segment(), shape, &settings.scoring);
+    let mut scores = score_subject(&maps.subject.subject, &slices, &maps.row_segment(), shape, &settings.scoring);
+    scores.group = participant_group(&maps.subject.subject, &maps.subject.image_path);
+    if !matches!(settings.levels.statistic, LevelStatistic::CurvePeak) {
+        let stack: Vec<StackSlice<'_>> = maps
+            .samples
+            .iter()
+            .map(|s| StackSlice {
+                native_slice: s.meta.native_slice,
+                cord: &s.cord,
+                roi: &s.roi,
+                values: &s.aleatoric,
+                image: &s.image,
+                row_segment: &s.row_segment,
+            })
+            .collect();
+        let spacing = maps.samples.first().map_or(1.0, |s| slice_spacing_mm(&maps.subject, &s.meta));
+        let found = level_scores(&stack, shape, &settings.levels, settings.scoring.pixel_mm, spacing);
+        replace_segment_scores(&mut scores, &found, &slices, settings.scoring.pixel_mm);
+        scores.outside_levels = outside_level_scores(&stack, shape, &settings.levels, settings.scoring.pixel_mm, spacing);
+    }
     ScoredSubject { candidates, scores }
+}
+
+/// Puts the 3-D level scores in place of the curve peaks: score, peak row and sample, position
+/// and signal ratio; the extent stays the curve's (0 where the curve has no value, e.g. a slice
+/// whose eroded cord is under the curve's 100 pixels). The levels are exactly those the 3-D
+/// scores hold, so one subject's scores never mix the two rules.
+fn replace_segment_scores(scores: &mut SubjectScores, found: &[LevelScore], slices: &[SliceMaps<'_>], pixel_mm: f64) {
+    let origin_row = scores.position_origin.map(|o| o.row_px());
+    for segment in &mut scores.segments {
+        let Some(level) = found.iter().find(|l| l.level == segment.level) else {
+            segment.outcome = SegmentOutcome::OutOfFieldOfView;
+            continue;
+        };
+        let extent_mm = segment.peak().map_or(0.0, |p| p.extent_mm);
+        segment.outcome = SegmentOutcome::Scored(SegmentPeak {
+            score: level.score,
+            peak_row_px: level.peak_row_px,
+            peak_slice: level.peak_slice,
+            peak_position_mm: (level.peak_row_px as f64 - origin_row.unwrap_or(level.peak_row_px) as f64) * pixel_mm,
+            extent_mm,
+            peak_signal_ratio: peak_signal_ratio(&slices[level.peak_slice], level.peak_row_px, PlaneShape::SAMPLE),
+        });
+    }
+    scores.patient_score = scores.segments.iter().filter_map(SegmentScore::score).reduce(f64::max);
 }
 
 /// Rows of the vertebral centres that bound the disc-level segments of `row_segment`, with the
@@ -396,6 +442,17 @@ impl NativeMaps {
 }
 
 /// Projects every sample's maps onto the native grid of `reference` (the subject's image).
+/// The grid a subject's maps are written on: its scan's, read from `image_path`; for a
+/// reference `.npy` slice (no scan behind it) the 256 x 256 sample grid itself
+/// ([`Volume::sample_grid`]), onto which the sample maps project one to one.
+pub fn map_grid(subject: &SubjectMeta) -> Result<Volume> {
+    if subject.image_path.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy")) {
+        let pixel_mm = subject.spacing_mm[0];
+        return Ok(Volume::sample_grid(&subject.image_path, SAMPLE_SIZE, SAMPLE_SIZE, pixel_mm));
+    }
+    Volume::read(&subject.image_path)
+}
+
 pub fn native_maps(maps: &SubjectMaps, candidates: &[CandidateMap], reference: &Volume) -> NativeMaps {
     let shape = reference.shape();
     let zeros = || Array3::<f32>::zeros((shape[0], shape[1], shape[2]));

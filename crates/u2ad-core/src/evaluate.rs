@@ -47,7 +47,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::cohort::{discover_bids, nifti_stem, DiscoveryOptions};
+use crate::anatomy::{erode_3d, Neighbourhood3d};
+use crate::cohort::{discover_bids, nifti_stem, participant_group, DiscoveryOptions};
 use crate::dataset::SAMPLE_SIZE;
 use crate::detect_outputs::{SubjectMaps, SubjectOutputs, COHORT_LEVELS_CSV, COHORT_PATIENTS_CSV};
 use crate::error::{CoreError, Result};
@@ -225,7 +226,9 @@ pub fn read_detection_tables(dir: &Path) -> Result<DetectionTables> {
     let path = dir.join(COHORT_LEVELS_CSV);
     let (headers, rows) = read_table(&path, &["subject", "level", "score", "call"])?;
     let column = |name: &str| headers.iter().position(|h| h == name).expect("checked");
-    let (s, l, sc, c) = (column("subject"), column("level"), column("score"), column("call"));
+    // The calibrated z (one scale for every level, what the calls threshold) when the folder has it.
+    let sc = headers.iter().position(|h| h == "z").unwrap_or_else(|| column("score"));
+    let (s, l, c) = (column("subject"), column("level"), column("call"));
     for row in &rows {
         let level = DiscLevel::ALL
             .into_iter()
@@ -237,7 +240,8 @@ pub fn read_detection_tables(dir: &Path) -> Result<DetectionTables> {
     let path = dir.join(COHORT_PATIENTS_CSV);
     let (headers, rows) = read_table(&path, &["subject", "patient_score", "call"])?;
     let column = |name: &str| headers.iter().position(|h| h == name).expect("checked");
-    let (s, sc, c) = (column("subject"), column("patient_score"), column("call"));
+    let sc = headers.iter().position(|h| h == "patient_z").unwrap_or_else(|| column("patient_score"));
+    let (s, c) = (column("subject"), column("call"));
     for row in &rows {
         tables.patients.insert(row[s].to_string(), (optional_number(&path, &row[sc])?, &row[c] == "positive"));
     }
@@ -261,10 +265,14 @@ pub struct SegmentOutcome {
 #[derive(Debug, Clone)]
 pub struct SubjectResult {
     pub subject: String,
+    /// The participant the subject was made from ([`participant_group`]): per-host counts.
+    pub host: String,
     pub lesions: Vec<LesionRecord>,
     /// Lesion voxels in the mask, and those inside the cord mask.
     pub lesion_voxels: usize,
     pub lesion_voxels_in_cord: usize,
+    /// A lesion voxel lies on the cord mask's boundary (a cord voxel with a 6-neighbour outside).
+    pub lesion_at_edge: bool,
     /// (anomaly map, lesion) of every cord voxel.
     pub pixels: Vec<(f32, bool)>,
     /// Candidate mask against the lesion, over the cord voxels.
@@ -355,6 +363,12 @@ pub fn evaluate_subject(truth: &TruthSubject, detections: &Path, tables: &Detect
     }
     let lesion_voxels = lesion_mask.iter().filter(|&&v| v != 0).count();
     let lesion_voxels_in_cord = lesion_mask.iter().zip(&cord_mask).filter(|(&l, &c)| l != 0 && c != 0).count();
+    let cord_inside = erode_3d(cord.data.mapv(|v| v > 0.5).view(), Neighbourhood3d::Cross, 1);
+    let lesion_at_edge = lesion_mask
+        .iter()
+        .zip(&cord_mask)
+        .zip(cord_inside.iter())
+        .any(|((&l, &c), &inner)| l != 0 && c != 0 && !inner);
 
     let positive_levels = lesion_segments(&maps, &lesion);
     let levels_csv = detections.join(COHORT_LEVELS_CSV);
@@ -374,9 +388,11 @@ pub fn evaluate_subject(truth: &TruthSubject, detections: &Path, tables: &Detect
     })?;
     Ok(SubjectResult {
         subject: truth.subject.clone(),
+        host: participant_group(&truth.subject, &truth.image),
         lesions: truth.lesions.clone(),
         lesion_voxels,
         lesion_voxels_in_cord,
+        lesion_at_edge,
         pixels,
         candidates: candidate_counts,
         segments,
@@ -447,6 +463,8 @@ pub struct EvaluationSettings {
     pub contrast_edges: Vec<f64>,
     /// Bin edges of the lesion length, in mm.
     pub length_edges_mm: Vec<f64>,
+    /// Bin edges of the subject's lesion volume, in voxels of the truth mask inside the cord.
+    pub size_edges_voxels: Vec<f64>,
 }
 
 impl Default for EvaluationSettings {
@@ -455,6 +473,7 @@ impl Default for EvaluationSettings {
             bootstrap: BootstrapConfig::default(),
             contrast_edges: vec![1.3, 1.6, 2.0, 3.0],
             length_edges_mm: vec![3.0, 6.0, 10.0, 15.0],
+            size_edges_voxels: vec![15.0, 30.0, 60.0, 120.0],
         }
     }
 }
@@ -576,6 +595,31 @@ pub fn evaluate_groups(results: &[SubjectResult], settings: &EvaluationSettings)
     };
     groups.extend(breakdown("contrast", "", &settings.contrast_edges, &|l| l.contrast));
     groups.extend(breakdown("length", " mm", &settings.length_edges_mm, &|l| l.length_mm));
+    // The subject's lesion volume (a subject with two lesions counts them together).
+    let mut sizes: BTreeMap<(i64, String), Vec<&SubjectResult>> = BTreeMap::new();
+    for r in results.iter().filter(|r| r.has_lesion()) {
+        let voxels = r.lesion_voxels_in_cord as f64;
+        sizes.entry((voxels as i64, bin_label(voxels, &settings.size_edges_voxels))).or_default().push(r);
+    }
+    let mut merged: Vec<(String, Vec<&SubjectResult>)> = Vec::new();
+    for ((_, label), members) in sizes {
+        match merged.iter_mut().find(|(l, _)| *l == label) {
+            Some((_, existing)) => existing.extend(members),
+            None => merged.push((label, members)),
+        }
+    }
+    for (label, mut members) in merged {
+        members.extend(lesion_free.iter().copied());
+        groups.push(group_metrics(&format!("size {label} voxels"), &members, &settings.bootstrap));
+    }
+    // Lesions that reach the cord's boundary: what keeps the edge out must not erase them.
+    for (name, at_edge) in [("lesion at the cord edge", true), ("lesion inside the cord", false)] {
+        let mut members: Vec<&SubjectResult> = results.iter().filter(|r| r.has_lesion() && r.lesion_at_edge == at_edge).collect();
+        if !members.is_empty() {
+            members.extend(lesion_free.iter().copied());
+            groups.push(group_metrics(name, &members, &settings.bootstrap));
+        }
+    }
     groups
 }
 
@@ -588,6 +632,8 @@ pub struct MethodEvaluation {
     pub method: String,
     pub detections: PathBuf,
     pub groups: Vec<GroupMetrics>,
+    /// False positives per host ([`host_false_positives`]).
+    pub hosts: Vec<HostFalsePositives>,
 }
 
 /// One row of the long CSV.
@@ -738,16 +784,99 @@ pub fn markdown_report(methods: &[MethodEvaluation]) -> String {
 
 /// The headline table: one row per method and group: pixel AUPRC, segment F1, patient F1.
 pub fn headline_markdown(methods: &[MethodEvaluation]) -> String {
-    let mut out = String::from("| method | group | pixel AUPRC | segment F1 | patient F1 |\n|---|---|---|---|---|\n");
+    let mut out = String::from(
+        "| method | group | pixel AUPRC | segment AUROC | segment AUPRC | segment F1 | patient F1 | patient FPR | indeterminate |\n\
+         |---|---|---|---|---|---|---|---|---|\n",
+    );
     for m in methods {
-        for g in m.groups.iter().filter(|g| !g.group.starts_with("length")) {
+        for g in m.groups.iter().filter(|g| !g.group.starts_with("length") && !g.group.starts_with("size")) {
             out.push_str(&format!(
-                "| {} | {} | {} | {} | {} |\n",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
                 m.method,
                 g.group,
                 value(g.pixel.auprc),
+                value(g.segment.auroc),
+                value(g.segment.auprc),
                 with_interval(&g.segment.summary.f1),
-                with_interval(&g.patient.summary.f1)
+                with_interval(&g.patient.summary.f1),
+                false_positive_rate(&g.patient.summary),
+                g.segment.indeterminate
+            ));
+        }
+    }
+    out
+}
+
+/// Lesion-free patients called positive: "FP/negatives (rate)".
+fn false_positive_rate(summary: &ConfusionSummary) -> String {
+    let c = summary.counts;
+    let negatives = c.false_positives + c.true_negatives;
+    if negatives == 0 {
+        return "n/a".into();
+    }
+    format!("{}/{} ({:.2})", c.false_positives, negatives, c.false_positives as f64 / negatives as f64)
+}
+
+/// False positives of one host (the participant the synthetic subjects were made from).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HostFalsePositives {
+    pub host: String,
+    pub subjects: usize,
+    pub lesion_free_subjects: usize,
+    /// Lesion-free subjects called positive.
+    pub false_positive_patients: usize,
+    /// In-view segments without a lesion, and those called positive.
+    pub negative_segments: usize,
+    pub false_positive_segments: usize,
+    pub indeterminate_segments: usize,
+}
+
+/// Per-host false-positive counts, hosts in name order.
+pub fn host_false_positives(results: &[SubjectResult]) -> Vec<HostFalsePositives> {
+    let mut hosts: BTreeMap<&str, HostFalsePositives> = BTreeMap::new();
+    for r in results {
+        let entry = hosts.entry(&r.host).or_insert_with(|| HostFalsePositives {
+            host: r.host.clone(),
+            subjects: 0,
+            lesion_free_subjects: 0,
+            false_positive_patients: 0,
+            negative_segments: 0,
+            false_positive_segments: 0,
+            indeterminate_segments: 0,
+        });
+        entry.subjects += 1;
+        if !r.has_lesion() {
+            entry.lesion_free_subjects += 1;
+            entry.false_positive_patients += usize::from(r.patient_positive_call);
+        }
+        for s in r.segments.iter().filter(|s| s.call != LevelCall::OutOfFieldOfView) {
+            entry.indeterminate_segments += usize::from(s.call == LevelCall::Indeterminate);
+            if !s.lesion {
+                entry.negative_segments += 1;
+                entry.false_positive_segments += usize::from(s.call == LevelCall::Positive);
+            }
+        }
+    }
+    hosts.into_values().collect()
+}
+
+/// The per-host table of every method.
+pub fn host_markdown(methods: &[(String, Vec<HostFalsePositives>)]) -> String {
+    let mut out = String::from(
+        "| method | host | subjects | false-positive patients / lesion-free | false-positive segments / lesion-free segments | indeterminate segments |\n\
+         |---|---|---|---|---|---|\n",
+    );
+    for (method, hosts) in methods {
+        for h in hosts {
+            out.push_str(&format!(
+                "| {method} | {} | {} | {}/{} | {}/{} | {} |\n",
+                h.host,
+                h.subjects,
+                h.false_positive_patients,
+                h.lesion_free_subjects,
+                h.false_positive_segments,
+                h.negative_segments,
+                h.indeterminate_segments
             ));
         }
     }
@@ -796,6 +925,7 @@ mod tests {
     fn subject(name: &str, lesion: bool, contrast: f64, calls: [(bool, LevelCall); 6], patient: bool) -> SubjectResult {
         SubjectResult {
             subject: name.into(),
+            host: name.into(),
             lesions: if lesion {
                 vec![LesionRecord { subject: name.into(), level: None, length_mm: Some(5.0), contrast: Some(contrast) }]
             } else {
@@ -803,6 +933,7 @@ mod tests {
             },
             lesion_voxels: usize::from(lesion) * 10,
             lesion_voxels_in_cord: usize::from(lesion) * 10,
+            lesion_at_edge: false,
             pixels: if lesion {
                 vec![(0.9, true), (0.2, true), (0.5, false), (0.1, false)]
             } else {
@@ -834,7 +965,7 @@ mod tests {
         ];
         let groups = evaluate_groups(&results, &EvaluationSettings { bootstrap: BootstrapConfig { resamples: 50, ..Default::default() }, ..Default::default() });
         let names: Vec<&str> = groups.iter().map(|g| g.group.as_str()).collect();
-        assert_eq!(names, ["all", "contrast 1.3-1.6", "contrast 2-3", "length 3-6 mm"]);
+        assert_eq!(names, ["all", "contrast 1.3-1.6", "contrast 2-3", "length 3-6 mm", "size <15 voxels", "lesion inside the cord"]);
         let all = &groups[0];
         assert_eq!((all.subjects, all.lesion_subjects), (3, 2));
         let s = &all.segment;
@@ -863,7 +994,7 @@ mod tests {
     fn markdown_marks_the_oracle_and_shows_intervals() {
         let results = vec![subject("sub-1", true, 1.5, [(false, LevelCall::Negative); 6], true)];
         let groups = evaluate_groups(&results, &EvaluationSettings::default());
-        let methods = vec![MethodEvaluation { method: "intensity".into(), detections: "d".into(), groups }];
+        let methods = vec![MethodEvaluation { method: "intensity".into(), detections: "d".into(), groups, hosts: vec![] }];
         let text = markdown_report(&methods);
         assert!(text.contains("best Dice (oracle)"), "{text}");
         // Pixel row: the cord's lesion voxels (2), AUROC 3/4, AP 5/6, candidate Dice 2/4, best Dice 4/5.

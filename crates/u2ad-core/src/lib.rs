@@ -13,6 +13,7 @@ pub mod detect_outputs;
 pub mod error;
 pub mod evaluate;
 pub mod fetch;
+pub mod level_scores;
 pub mod levels;
 pub mod locate;
 pub mod metrics;

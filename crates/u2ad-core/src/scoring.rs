@@ -55,44 +55,59 @@
 //!
 //! # 4. Calls without labels
 //!
-//! For each subject S and segment L the threshold is calibrated on the cohort itself, leaving S
-//! out: R = the scores of segment L of every other subject ([`LevelPooling::PerLevel`], default)
-//! or of every segment of every other subject ([`LevelPooling::Pooled`]), and
+//! For each subject S and segment L the threshold is calibrated on the cohort itself, leaving out
+//! every subject of S's group ([`SubjectScores::group`]: the participant, so that no scan is ever
+//! calibrated against another copy or session of the same person): R = the scores of segment L
+//! of every subject of another group ([`LevelPooling::PerLevel`], default) or of every segment of
+//! those subjects ([`LevelPooling::Pooled`]), and
 //!
 //! ```text
-//! threshold = median(R) + z x 1.4826 x MAD(R),    MAD(R) = median(|R - median(R)|),
-//! z = Φ⁻¹(1 - target false-positive rate)          (5 % -> z = 1.645)
+//! z(score)  = (score - median(R)) / (1.4826 x MAD(R)),   MAD(R) = median(|R - median(R)|)
+//! threshold = median(R) + z* x 1.4826 x MAD(R),
+//! z*        = Φ⁻¹(1 - rate / m)
 //! ```
 //!
-//! that is, the score a normal segment exceeds with the target probability if normal scores were
-//! normally distributed (1.4826 x MAD estimates their standard deviation). When MAD(R) = 0 (more
-//! than half the reference scores equal), the spread is 1.2533 x mean(|R - median(R)|) instead
-//! (the same normal-consistent estimate of the standard deviation); when that is 0 too, the
-//! threshold is the median. A fixed threshold, learnt on a labelled set, can replace the
-//! calibration ([`Threshold::Fixed`]). Φ⁻¹ is Acklam's rational approximation
+//! with m the number of the subject's scored segments ([`FalsePositiveScope::Patient`], default:
+//! Bonferroni, so that a lesion-free patient is called positive with at most the target rate when
+//! normal scores are normally distributed) or m = 1 ([`FalsePositiveScope::Level`]). The z is
+//! reported beside the score: it puts every level on one scale (the patient's z is its largest).
+//! When MAD(R) = 0 (more than half the reference scores equal), the spread is 1.2533 x
+//! mean(|R - median(R)|) instead (the same normal-consistent estimate of the standard deviation);
+//! when that is 0 too, the threshold is the median. A fixed threshold, learnt on a labelled set,
+//! can replace the calibration ([`Threshold::Fixed`]). Φ⁻¹ is Acklam's rational approximation
 //! ([`inverse_normal_cdf`], relative error < 1.2e-9).
 //!
 //! Each segment call, in this order:
 //! 1. **out of field of view** when the segment has no score;
 //! 2. **indeterminate** when the segment's mean epistemic uncertainty (mean EU over the
-//!    eroded-cord pixels of its rows) is above the cohort's limit: by default median + 3 x 1.4826
-//!    x MAD of the other subjects' segment EU (same pooling), or a configurable percentile
-//!    ([`UncertaintyGate`]): the reconstruction there is too uncertain for its error to mean
-//!    anything;
+//!    eroded-cord pixels of its rows) is above the cohort's limit (median + 3 x 1.4826 x MAD of
+//!    the other groups' segment EU, same pooling) **and** its z lies within 1 of z*
+//!    ([`UncertaintyGate::NearThreshold`], default): high EU withholds only a call it could turn,
+//!    so a whole host unlike the training scans is not muted. [`UncertaintyGate::RobustZ`] and
+//!    [`UncertaintyGate::Percentile`] withhold whenever EU is high;
 //! 3. **indeterminate** when fewer than 10 reference scores (configurable) exist to calibrate
 //!    the threshold;
 //! 4. **positive** when the score is strictly above the threshold, **negative** otherwise.
 //!
-//! The patient call is **positive** when any segment is positive; otherwise **negative** when at
+//! The cord in view above the first level and below the last ([`crate::level_scores::OutsideRegion`])
+//! is called the same way against the same region of the other groups (no EU gate), and counts
+//! in m: a lesion there makes the patient positive without a level of its own.
+//!
+//! The patient call is **positive** when any segment or outside region is positive; otherwise **negative** when at
 //! least one segment is negative (indeterminate segments then count as not positive, and their
 //! number is reported beside the call); otherwise (every segment out of field of view or
 //! indeterminate) **not assessed**.
+//!
+//! Segment scores by default come from [`crate::level_scores`] (the anomaly map over the cord
+//! eroded in 3-D), not the curve peak of section 3; [`crate::detect_outputs::score_maps`] puts
+//! them in place.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 use crate::dataset::SAMPLE_SIZE;
+use crate::level_scores::{OutsideRegion, OutsideScore};
 use crate::levels::DiscLevel;
 
 /// Pixel size of a prepared sample, in mm (200 mm field of view over 256 pixels).
@@ -125,7 +140,7 @@ impl PlaneShape {
         self.rows * self.cols
     }
 
-    fn check(self, len: usize, what: &str) {
+    pub(crate) fn check(self, len: usize, what: &str) {
         assert_eq!(len, self.pixels(), "{what}: {len} values for a {} x {} plane", self.rows, self.cols);
     }
 }
@@ -171,9 +186,9 @@ pub fn median_absolute_deviation(values: &[f64]) -> Option<f64> {
     median(&deviations)
 }
 
-/// Robust upper limit median + z x spread, with spread = 1.4826 x MAD, or, when the MAD is 0,
-/// 1.2533 x the mean absolute deviation from the median. `None` for no values.
-pub fn robust_upper_limit(values: &[f64], z: f64) -> Option<f64> {
+/// Robust centre and spread: the median, and 1.4826 x MAD, or, when the MAD is 0, 1.2533 x the
+/// mean absolute deviation from the median. `None` for no values.
+pub fn robust_centre_spread(values: &[f64]) -> Option<(f64, f64)> {
     let centre = median(values)?;
     let mad = median_absolute_deviation(values)?;
     let spread = if mad > 0.0 {
@@ -181,7 +196,12 @@ pub fn robust_upper_limit(values: &[f64], z: f64) -> Option<f64> {
     } else {
         MEAN_ABSOLUTE_DEVIATION_TO_SD * values.iter().map(|v| (v - centre).abs()).sum::<f64>() / values.len() as f64
     };
-    Some(centre + z * spread)
+    Some((centre, spread))
+}
+
+/// Robust upper limit median + z x spread ([`robust_centre_spread`]). `None` for no values.
+pub fn robust_upper_limit(values: &[f64], z: f64) -> Option<f64> {
+    robust_centre_spread(values).map(|(centre, spread)| centre + z * spread)
 }
 
 /// Φ⁻¹(p), the standard normal quantile, by Acklam's rational approximation (relative error
@@ -704,6 +724,12 @@ pub struct SubjectScores {
     /// Mean EU over the eroded-cord pixels of each segment's rows in the used samples that have
     /// an EU map (levels without such pixels are absent).
     pub segment_mean_eu: BTreeMap<DiscLevel, f64>,
+    /// The participant the scan belongs to: calibration leaves out every subject of the same
+    /// group (the subject's own name unless set, e.g. by [`crate::cohort::participant_group`]).
+    pub group: String,
+    /// Scores of the cord in view above the first and below the last level (3-D level scores
+    /// only; empty for the curve peak).
+    pub outside_levels: Vec<OutsideScore>,
 }
 
 impl SubjectScores {
@@ -712,7 +738,7 @@ impl SubjectScores {
     }
 }
 
-fn peak_signal_ratio(slice: &SliceMaps<'_>, row: usize, shape: PlaneShape) -> Option<f64> {
+pub(crate) fn peak_signal_ratio(slice: &SliceMaps<'_>, row: usize, shape: PlaneShape) -> Option<f64> {
     let cord_signal: Vec<f64> =
         slice.image.iter().zip(slice.cord_eroded).filter(|(_, &m)| m != 0).map(|(&v, _)| f64::from(v)).collect();
     let cord_median = median(&cord_signal)?;
@@ -826,6 +852,8 @@ pub fn score_subject(
 
     SubjectScores {
         subject: subject.to_string(),
+        group: subject.to_string(),
+        outside_levels: Vec::new(),
         curve,
         segments,
         patient_score,
@@ -873,6 +901,25 @@ pub enum UncertaintyGate {
     Percentile {
         percent: f64,
     },
+    /// EU above median + z x 1.4826 x MAD of the other subjects' segment EU **and** a score within
+    /// `margin` robust standard deviations of the threshold: EU only withholds a call it could
+    /// change, so a host unlike the training scans is not muted whole.
+    NearThreshold {
+        z: f64,
+        margin: f64,
+    },
+}
+
+/// What the target false-positive rate applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FalsePositiveScope {
+    /// Each patient: every level is tested at rate / (the subject's scored levels), Bonferroni,
+    /// so a lesion-free patient is called positive with at most the target rate.
+    #[default]
+    Patient,
+    /// Each level on its own (a patient with six levels is then called positive more often).
+    Level,
 }
 
 /// Settings of [`call_cohort`].
@@ -884,6 +931,7 @@ pub struct CallConfig {
     /// Fewer reference values than this: no cohort threshold (indeterminate) and no EU gate.
     pub min_reference_values: usize,
     pub uncertainty_gate: UncertaintyGate,
+    pub scope: FalsePositiveScope,
 }
 
 impl Default for CallConfig {
@@ -892,7 +940,8 @@ impl Default for CallConfig {
             threshold: Threshold::Cohort { target_false_positive_rate: 0.05 },
             pooling: LevelPooling::PerLevel,
             min_reference_values: 10,
-            uncertainty_gate: UncertaintyGate::RobustZ { z: 3.0 },
+            uncertainty_gate: UncertaintyGate::NearThreshold { z: 3.0, margin: 1.0 },
+            scope: FalsePositiveScope::Patient,
         }
     }
 }
@@ -942,6 +991,9 @@ pub enum PatientCall {
 pub struct SegmentDecision {
     pub level: DiscLevel,
     pub score: Option<f64>,
+    /// The score as a robust z against the reference scores, (score - median) / spread: what the
+    /// threshold compares, on one scale for every level (`None` with a fixed threshold).
+    pub z: Option<f64>,
     pub threshold: Option<f64>,
     pub mean_eu: Option<f64>,
     /// The EU above which the segment is indeterminate (`None`: gate off or too few references).
@@ -956,6 +1008,22 @@ pub struct SubjectDecision {
     pub segments: Vec<SegmentDecision>,
     pub patient_call: PatientCall,
     pub indeterminate_segments: usize,
+    /// The largest segment z (the patient's score on the calibrated scale).
+    pub patient_z: Option<f64>,
+    /// The z above which a segment is positive (Bonferroni-corrected for [`FalsePositiveScope::Patient`]).
+    pub z_threshold: Option<f64>,
+    /// The cord above and below the levels, called like a segment (without the EU gate).
+    pub outside_levels: Vec<RegionDecision>,
+}
+
+/// The decision on the cord outside the levels.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RegionDecision {
+    pub region: OutsideRegion,
+    pub score: f64,
+    pub z: Option<f64>,
+    pub threshold: Option<f64>,
+    pub call: SegmentCall,
 }
 
 fn reference_values<'a>(
@@ -975,92 +1043,158 @@ fn reference_values<'a>(
 }
 
 /// Calls every segment and patient of a cohort (module docs, section 4), each subject's
-/// thresholds calibrated on the other subjects.
+/// thresholds calibrated on the subjects of other groups ([`SubjectScores::group`]: never on
+/// another scan of the same person).
 pub fn call_cohort(cohort: &[SubjectScores], config: &CallConfig) -> Result<Vec<SubjectDecision>, ScoringError> {
-    /// The threshold rule with z resolved.
-    enum Rule {
-        Fixed(f64),
-        Cohort { z: f64 },
-    }
-    let rule = match config.threshold {
+    let rate = match config.threshold {
         Threshold::Cohort { target_false_positive_rate } => {
-            Rule::Cohort { z: z_for_false_positive_rate(target_false_positive_rate)? }
+            z_for_false_positive_rate(target_false_positive_rate)?;
+            Some(target_false_positive_rate)
         }
         Threshold::Fixed(value) if !value.is_finite() => {
             return Err(ScoringError::InvalidConfig(format!("fixed threshold {value} is not finite")))
         }
-        Threshold::Fixed(value) => Rule::Fixed(value),
+        Threshold::Fixed(_) => None,
     };
-    if let UncertaintyGate::Percentile { percent } = config.uncertainty_gate {
-        if !(0.0..=100.0).contains(&percent) {
+    match config.uncertainty_gate {
+        UncertaintyGate::Percentile { percent } if !(0.0..=100.0).contains(&percent) => {
             return Err(ScoringError::InvalidConfig(format!("EU percentile {percent} is not in [0, 100]")));
         }
+        UncertaintyGate::NearThreshold { margin, .. } if !(margin >= 0.0) => {
+            return Err(ScoringError::InvalidConfig(format!("EU gate margin {margin} is not >= 0")));
+        }
+        _ => {}
     }
     let score_of = |s: &SubjectScores, level: DiscLevel| s.segment(level).and_then(SegmentScore::score);
     let eu_of = |s: &SubjectScores, level: DiscLevel| s.segment_mean_eu.get(&level).copied();
+    let enough = |reference: &[f64]| reference.len() >= config.min_reference_values.max(1);
 
     Ok(cohort
         .iter()
-        .enumerate()
-        .map(|(index, subject)| {
-            let others = || cohort.iter().enumerate().filter(move |(i, _)| *i != index).map(|(_, s)| s);
+        .map(|subject| {
+            let others = || cohort.iter().filter(move |other| other.group != subject.group);
+            let scored_levels = DiscLevel::ALL.into_iter().filter(|&l| score_of(subject, l).is_some()).count()
+                + subject.outside_levels.len();
+            // One level's rate: the target for the level, or shared by the patient's levels.
+            let z_threshold = rate.map(|rate| match config.scope {
+                FalsePositiveScope::Level => z_for_false_positive_rate(rate),
+                FalsePositiveScope::Patient => z_for_false_positive_rate(rate / scored_levels.max(1) as f64),
+            });
+            let z_threshold = z_threshold.transpose().expect("the rate was checked above");
             let segments: Vec<SegmentDecision> = DiscLevel::ALL
                 .into_iter()
                 .map(|level| {
                     let score = score_of(subject, level);
                     let mean_eu = eu_of(subject, level);
-                    let threshold = match rule {
-                        Rule::Fixed(value) => Some(value),
-                        Rule::Cohort { z } => {
+                    let (threshold, z) = match (config.threshold, z_threshold) {
+                        (Threshold::Fixed(value), _) => (Some(value), None),
+                        (_, Some(z_cut)) => {
                             let reference = reference_values(others(), level, config.pooling, score_of);
-                            if reference.len() >= config.min_reference_values.max(1) {
-                                robust_upper_limit(&reference, z)
-                            } else {
-                                None
+                            match robust_centre_spread(&reference).filter(|_| enough(&reference)) {
+                                Some((centre, spread)) => (
+                                    Some(centre + z_cut * spread),
+                                    score.map(|s| robust_z(s, centre, spread)),
+                                ),
+                                None => (None, None),
                             }
                         }
+                        (_, None) => (None, None),
                     };
+                    let eu_reference = || reference_values(others(), level, config.pooling, eu_of);
                     let eu_limit = match config.uncertainty_gate {
                         UncertaintyGate::Off => None,
-                        gate => {
-                            let reference = reference_values(others(), level, config.pooling, eu_of);
-                            if reference.len() < config.min_reference_values.max(1) {
-                                None
-                            } else if let UncertaintyGate::RobustZ { z } = gate {
-                                robust_upper_limit(&reference, z)
-                            } else if let UncertaintyGate::Percentile { percent } = gate {
-                                percentile(&reference, percent)
-                            } else {
-                                None
-                            }
+                        UncertaintyGate::RobustZ { z } | UncertaintyGate::NearThreshold { z, .. } => {
+                            Some(eu_reference()).filter(|r| enough(r)).and_then(|r| robust_upper_limit(&r, z))
+                        }
+                        UncertaintyGate::Percentile { percent } => {
+                            Some(eu_reference()).filter(|r| enough(r)).and_then(|r| percentile(&r, percent))
                         }
                     };
+                    let high_eu = matches!((mean_eu, eu_limit), (Some(eu), Some(limit)) if eu > limit);
+                    let withheld = high_eu
+                        && match config.uncertainty_gate {
+                            UncertaintyGate::NearThreshold { margin, .. } => match (z, z_threshold) {
+                                (Some(z), Some(cut)) => (z - cut).abs() <= margin,
+                                _ => true,
+                            },
+                            _ => true,
+                        };
                     let call = match score {
                         None => SegmentCall::OutOfFieldOfView,
-                        Some(_) if matches!((mean_eu, eu_limit), (Some(eu), Some(limit)) if eu > limit) => {
-                            SegmentCall::Indeterminate(IndeterminateReason::HighEpistemicUncertainty)
-                        }
+                        Some(_) if withheld => SegmentCall::Indeterminate(IndeterminateReason::HighEpistemicUncertainty),
                         Some(score) => match threshold {
                             None => SegmentCall::Indeterminate(IndeterminateReason::TooFewReferenceValues),
                             Some(t) if score > t => SegmentCall::Positive,
                             Some(_) => SegmentCall::Negative,
                         },
                     };
-                    SegmentDecision { level, score, threshold, mean_eu, eu_limit, call }
+                    SegmentDecision { level, score, z, threshold, mean_eu, eu_limit, call }
+                })
+                .collect();
+            let outside_levels: Vec<RegionDecision> = subject
+                .outside_levels
+                .iter()
+                .map(|outside| {
+                    let reference: Vec<f64> = others()
+                        .flat_map(|o| o.outside_levels.iter().filter(|r| r.region == outside.region).map(|r| r.score))
+                        .collect();
+                    let calibrated = match (config.threshold, z_threshold) {
+                        (Threshold::Fixed(value), _) => Some((Some(value), None)),
+                        (_, Some(z_cut)) => robust_centre_spread(&reference)
+                            .filter(|_| enough(&reference))
+                            .map(|(centre, spread)| (Some(centre + z_cut * spread), Some(robust_z(outside.score, centre, spread)))),
+                        (_, None) => None,
+                    };
+                    let (threshold, z) = calibrated.unwrap_or((None, None));
+                    let call = match threshold {
+                        None => SegmentCall::Indeterminate(IndeterminateReason::TooFewReferenceValues),
+                        Some(t) if outside.score > t => SegmentCall::Positive,
+                        Some(_) => SegmentCall::Negative,
+                    };
+                    RegionDecision { region: outside.region, score: outside.score, z, threshold, call }
                 })
                 .collect();
             let indeterminate_segments =
                 segments.iter().filter(|s| matches!(s.call, SegmentCall::Indeterminate(_))).count();
-            let patient_call = if segments.iter().any(|s| s.call == SegmentCall::Positive) {
+            let patient_call = if segments.iter().any(|s| s.call == SegmentCall::Positive)
+                || outside_levels.iter().any(|r| r.call == SegmentCall::Positive)
+            {
                 PatientCall::Positive
             } else if segments.iter().any(|s| s.call == SegmentCall::Negative) {
                 PatientCall::Negative
             } else {
                 PatientCall::NotAssessed
             };
-            SubjectDecision { subject: subject.subject.clone(), segments, patient_call, indeterminate_segments }
+            let patient_z =
+                segments.iter().filter_map(|s| s.z).chain(outside_levels.iter().filter_map(|r| r.z)).reduce(f64::max);
+            SubjectDecision {
+                subject: subject.subject.clone(),
+                segments,
+                patient_call,
+                indeterminate_segments,
+                patient_z,
+                z_threshold: match config.threshold {
+                    Threshold::Fixed(_) => None,
+                    Threshold::Cohort { .. } => z_threshold,
+                },
+                outside_levels,
+            }
         })
         .collect())
+}
+
+/// (value - centre) / spread, within ±1e6 (a zero spread gives ±1e6 away from the centre, 0 at it).
+fn robust_z(value: f64, centre: f64, spread: f64) -> f64 {
+    const LIMIT: f64 = 1e6;
+    if spread > 0.0 {
+        ((value - centre) / spread).clamp(-LIMIT, LIMIT)
+    } else if value > centre {
+        LIMIT
+    } else if value < centre {
+        -LIMIT
+    } else {
+        0.0
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1075,6 +1209,8 @@ pub struct LevelRow {
     pub level: String,
     pub score: Option<f64>,
     pub threshold: Option<f64>,
+    /// The score as a robust z against the reference scores (the calibrated scale).
+    pub z: Option<f64>,
     /// "positive", "negative", "indeterminate" or "out_of_fov".
     pub call: String,
     /// For indeterminate calls: "high_epistemic_uncertainty" or "too_few_reference_values".
@@ -1096,6 +1232,7 @@ pub fn level_rows(scores: &SubjectScores, decision: &SubjectDecision) -> Vec<Lev
                 level: segment.level.name().to_string(),
                 score: segment.score,
                 threshold: segment.threshold,
+                z: segment.z,
                 call: segment.call.label().to_string(),
                 reason: match segment.call {
                     SegmentCall::Indeterminate(IndeterminateReason::HighEpistemicUncertainty) => {
@@ -1560,6 +1697,8 @@ mod tests {
                 let patient_score = segments.iter().filter_map(SegmentScore::score).reduce(f64::max);
                 SubjectScores {
                     subject: subject.to_string(),
+                    group: subject.to_string(),
+                    outside_levels: Vec::new(),
                     curve: SubjectCurve { values: vec![], source_slice: vec![], slices_used: vec![] },
                     segments,
                     patient_score,
@@ -1569,6 +1708,16 @@ mod tests {
                 }
             })
             .collect()
+    }
+
+    /// The calls as they were before the participant-level rate and the near-threshold EU gate:
+    /// each level at the target rate, high EU always withholds the call.
+    fn legacy() -> CallConfig {
+        CallConfig {
+            uncertainty_gate: UncertaintyGate::RobustZ { z: 3.0 },
+            scope: FalsePositiveScope::Level,
+            ..CallConfig::default()
+        }
     }
 
     fn calls_of(decision: &SubjectDecision) -> Vec<SegmentCall> {
@@ -1592,7 +1741,7 @@ mod tests {
     #[test]
     fn cohort_calls_per_level() {
         let cohort = cohort_fixture();
-        let config = CallConfig { min_reference_values: 3, ..CallConfig::default() };
+        let config = CallConfig { min_reference_values: 3, ..legacy() };
         let decisions = call_cohort(&cohort, &config).unwrap();
         let thresholds: Vec<f64> = decisions.iter().map(|d| d.segments[0].threshold.unwrap()).collect();
         let expected = [
@@ -1627,7 +1776,7 @@ mod tests {
     #[test]
     fn cohort_calls_pooled_over_levels() {
         let cohort = cohort_fixture();
-        let config = CallConfig { min_reference_values: 3, pooling: LevelPooling::Pooled, ..CallConfig::default() };
+        let config = CallConfig { min_reference_values: 3, pooling: LevelPooling::Pooled, ..legacy() };
         let decisions = call_cohort(&cohort, &config).unwrap();
         let expected = [
             0.03810592986684165,
@@ -1655,7 +1804,7 @@ mod tests {
             threshold: Threshold::Fixed(0.02),
             uncertainty_gate: UncertaintyGate::Off,
             min_reference_values: 3,
-            ..CallConfig::default()
+            ..legacy()
         };
         let decisions = call_cohort(&cohort, &config).unwrap();
         // 0.020 is not above 0.02 (strict), 0.021 is.
@@ -1669,6 +1818,63 @@ mod tests {
         close(decisions[0].segments[0].eu_limit.unwrap(), 0.001960000000000001, 1e-15);
         assert_eq!(decisions[3].segments[0].call, HIGH_EU);
         assert_eq!(decisions[0].segments[0].call, NEGATIVE);
+    }
+
+    #[test]
+    fn z_scores_and_the_bonferroni_threshold_per_patient() {
+        let cohort = cohort_fixture();
+        let config = CallConfig { min_reference_values: 3, uncertainty_gate: UncertaintyGate::Off, ..CallConfig::default() };
+        let decisions = call_cohort(&cohort, &config).unwrap();
+        // Three levels in view: each at 0.05 / 3; sub-05 has two: 0.05 / 2.
+        close(decisions[0].z_threshold.unwrap(), inverse_normal_cdf(1.0 - 0.05 / 3.0).unwrap(), 1e-12);
+        close(decisions[4].z_threshold.unwrap(), inverse_normal_cdf(1.0 - 0.05 / 2.0).unwrap(), 1e-12);
+        // sub-01's C2/C3 reference (0.012, 0.011, 0.050, 0.013, 0.009): median 0.012, spread
+        // 1.4826 x 0.001; its score 0.010 is z = -1.349.
+        let z = decisions[0].segments[0].z.unwrap();
+        close(z, (0.010 - 0.012) / (MAD_TO_SD * 0.001), 1e-9);
+        close(decisions[0].segments[0].threshold.unwrap(), 0.012 + decisions[0].z_threshold.unwrap() * MAD_TO_SD * 0.001, 1e-12);
+        // sub-03's C3/C4 (0.090) stays positive; patient z = its largest segment z.
+        assert_eq!(decisions[2].segments[1].call, POSITIVE);
+        assert_eq!(decisions[2].patient_z, decisions[2].segments[1].z);
+        // sub-04's C2/C3 (0.050 against a spread of 0.0015) is positive with its EU ungated.
+        assert_eq!(decisions[3].segments[0].call, POSITIVE);
+    }
+
+    #[test]
+    fn calibration_never_uses_another_scan_of_the_same_participant() {
+        let mut cohort = cohort_fixture();
+        // sub-03 is a copy of sub-04's participant: sub-04's outlier 0.050 leaves sub-03's reference.
+        cohort[2].group = "sub-04".into();
+        cohort[3].group = "sub-04".into();
+        let config = CallConfig { min_reference_values: 3, ..legacy() };
+        let decisions = call_cohort(&cohort, &config).unwrap();
+        // sub-03's C2/C3 reference is now 0.010, 0.012, 0.013, 0.009.
+        let expected = robust_upper_limit(&[0.010, 0.012, 0.013, 0.009], z_for_false_positive_rate(0.05).unwrap()).unwrap();
+        close(decisions[2].segments[0].threshold.unwrap(), expected, 1e-12);
+        // Others still see both.
+        let all = robust_upper_limit(&[0.012, 0.011, 0.050, 0.013, 0.009], z_for_false_positive_rate(0.05).unwrap()).unwrap();
+        close(decisions[0].segments[0].threshold.unwrap(), all, 1e-12);
+    }
+
+    #[test]
+    fn high_eu_withholds_only_calls_near_the_threshold() {
+        let cohort = cohort_fixture();
+        // sub-04's C2/C3 has high EU (0.0050) and a score far above its threshold: called.
+        let near = CallConfig {
+            min_reference_values: 3,
+            uncertainty_gate: UncertaintyGate::NearThreshold { z: 3.0, margin: 1.0 },
+            scope: FalsePositiveScope::Level,
+            ..CallConfig::default()
+        };
+        let decisions = call_cohort(&cohort, &near).unwrap();
+        assert!(decisions[3].segments[0].mean_eu.unwrap() > decisions[3].segments[0].eu_limit.unwrap());
+        assert_eq!(decisions[3].segments[0].call, POSITIVE);
+        // With a margin wide enough to hold that z, it is withheld as before.
+        let z = decisions[3].segments[0].z.unwrap();
+        let wide = CallConfig { uncertainty_gate: UncertaintyGate::NearThreshold { z: 3.0, margin: z }, ..near };
+        assert_eq!(call_cohort(&cohort, &wide).unwrap()[3].segments[0].call, HIGH_EU);
+        let bad = CallConfig { uncertainty_gate: UncertaintyGate::NearThreshold { z: 3.0, margin: -1.0 }, ..near };
+        assert!(call_cohort(&cohort, &bad).is_err());
     }
 
     #[test]
@@ -1686,19 +1892,19 @@ mod tests {
     fn invalid_call_configurations_are_errors() {
         let cohort = cohort_fixture();
         let bad_rate =
-            CallConfig { threshold: Threshold::Cohort { target_false_positive_rate: 1.5 }, ..CallConfig::default() };
+            CallConfig { threshold: Threshold::Cohort { target_false_positive_rate: 1.5 }, ..legacy() };
         assert!(call_cohort(&cohort, &bad_rate).is_err());
-        let bad_fixed = CallConfig { threshold: Threshold::Fixed(f64::NAN), ..CallConfig::default() };
+        let bad_fixed = CallConfig { threshold: Threshold::Fixed(f64::NAN), ..legacy() };
         assert!(call_cohort(&cohort, &bad_fixed).is_err());
         let bad_gate =
-            CallConfig { uncertainty_gate: UncertaintyGate::Percentile { percent: 120.0 }, ..CallConfig::default() };
+            CallConfig { uncertainty_gate: UncertaintyGate::Percentile { percent: 120.0 }, ..legacy() };
         assert!(call_cohort(&cohort, &bad_gate).is_err());
     }
 
     #[test]
     fn level_rows_serialise_for_the_csv() {
         let cohort = cohort_fixture();
-        let config = CallConfig { min_reference_values: 3, ..CallConfig::default() };
+        let config = CallConfig { min_reference_values: 3, ..legacy() };
         let decisions = call_cohort(&cohort, &config).unwrap();
         let rows = level_rows(&cohort[3], &decisions[3]);
         assert_eq!(rows.len(), 6);
@@ -1719,6 +1925,7 @@ mod tests {
             "level",
             "score",
             "threshold",
+            "z",
             "call",
             "reason",
             "peak_position_mm",

@@ -281,6 +281,15 @@ pub struct SynthConfig {
     /// Whole-image fresh noise, as a fraction of the scan's noise σ.
     pub fresh_noise_fraction: f64,
     pub noise: NoiseModel,
+    /// Largest relative deviation of a smooth multiplicative bias field (coil shading): the image
+    /// is multiplied by 1 + b·f(x), f a mean of three plane waves of 150–400 mm wavelength with
+    /// random directions and phases (|f| ≤ 1). 0 = none.
+    pub bias_field: f64,
+    /// A global intensity scale drawn per subject (scanner gain); 1 = none.
+    pub intensity_scale: ValueRange,
+    /// Fraction of the lesions moved off the centreline until they touch the cord's anterior or
+    /// posterior edge (hyperintensities touch the boundary too); 0 = all centred.
+    pub edge_fraction: f64,
 }
 
 impl Default for SynthConfig {
@@ -295,6 +304,9 @@ impl Default for SynthConfig {
             csf_cap_ratio: 1.0,
             fresh_noise_fraction: 0.5,
             noise: NoiseModel::default(),
+            bias_field: 0.0,
+            intensity_scale: ValueRange::fixed(1.0),
+            edge_fraction: 0.0,
         }
     }
 }
@@ -311,6 +323,13 @@ impl SynthConfig {
         if self.csf_cap_ratio.is_nan() || self.csf_cap_ratio <= 0.0 {
             return Err(format!("CSF cap ratio {} must be positive", self.csf_cap_ratio));
         }
+        if !(0.0..=1.0).contains(&self.edge_fraction) {
+            return Err(format!("--edge-fraction {} is outside 0:1", self.edge_fraction));
+        }
+        if !(0.0..=0.5).contains(&self.bias_field) {
+            return Err(format!("--bias-field {} is outside 0:0.5", self.bias_field));
+        }
+        self.intensity_scale.check("--intensity-scale", 0.1, 10.0)?;
         if !(0.0..=2.0).contains(&self.fresh_noise_fraction) {
             return Err(format!("--fresh-noise-fraction {} is outside 0:2", self.fresh_noise_fraction));
         }
@@ -846,6 +865,10 @@ pub struct LesionSpec {
     pub width_fraction: f64,
     /// Requested contrast ratio.
     pub contrast_ratio: f64,
+    /// Shift of the centre along the anterior axis, as a fraction of the room left between the
+    /// lesion and the cord's edge: 0 on the centreline, ±1 touching the anterior (+) or
+    /// posterior (−) edge.
+    pub edge_offset: f64,
 }
 
 /// Draws `config.lesions_per_subject` lesions at distinct disc levels of `source` (among
@@ -908,6 +931,12 @@ pub fn draw_lesions(source: &SourceScan, config: &SynthConfig, rng: &mut impl Rn
             length_mm,
             width_fraction: config.width_fraction.draw(rng),
             contrast_ratio: config.contrast_ratio.draw(rng),
+            // No draw at all without edge lesions, so earlier cohorts keep their bytes.
+            edge_offset: if config.edge_fraction > 0.0 && rng.random::<f64>() < config.edge_fraction {
+                if rng.random::<bool>() { 1.0 } else { -1.0 }
+            } else {
+                0.0
+            },
         });
     }
     Ok(lesions)
@@ -1001,7 +1030,41 @@ pub fn synthesise(
     for lesion in &mut placed {
         lesion.contrast_ratio = measured_contrast(&image, &alpha, lesion, source);
     }
+    // Scanner gain and coil shading act on everything, lesion included (the contrast ratio to the
+    // local cord stays), after the contrast is measured against the source.
+    let scale = config.intensity_scale.draw(rng) as f32;
+    if config.bias_field > 0.0 {
+        let field = bias_field(shape, source.spacing_mm, config.bias_field, rng);
+        Zip::from(&mut image).and(&field).for_each(|v, &f| *v *= scale * f);
+    } else if scale != 1.0 {
+        image.mapv_inplace(|v| v * scale);
+    }
     SynthSubject { image, lesion_mask, alpha, lesions: placed, fresh_noise_sigma }
+}
+
+/// A smooth multiplicative field 1 + amplitude·f(x), f the mean of three plane waves
+/// cos(2π d·x / λ + φ) with uniformly random unit directions d, wavelengths λ in 150–400 mm and
+/// phases φ (x in mm, canonical voxel order).
+fn bias_field(shape: (usize, usize, usize), spacing_mm: [f64; 3], amplitude: f64, rng: &mut impl Rng) -> Array3<f32> {
+    const WAVES: usize = 3;
+    let waves: Vec<([f64; 3], f64, f64)> = (0..WAVES)
+        .map(|_| {
+            let (u, v) = (2.0 * rng.random::<f64>() - 1.0, std::f64::consts::TAU * rng.random::<f64>());
+            let r = (1.0 - u * u).max(0.0).sqrt();
+            let direction = [r * v.cos(), r * v.sin(), u];
+            let wavelength_mm = 150.0 + 250.0 * rng.random::<f64>();
+            (direction, std::f64::consts::TAU / wavelength_mm, std::f64::consts::TAU * rng.random::<f64>())
+        })
+        .collect();
+    Array3::from_shape_fn(shape, |(i, j, k)| {
+        let x = [i as f64 * spacing_mm[0], j as f64 * spacing_mm[1], k as f64 * spacing_mm[2]];
+        let f = waves
+            .iter()
+            .map(|(d, wavenumber, phase)| (wavenumber * (d[0] * x[0] + d[1] * x[1] + d[2] * x[2]) + phase).cos())
+            .sum::<f64>()
+            / WAVES as f64;
+        (1.0 + amplitude * f) as f32
+    })
 }
 
 /// Mean of the written image over the lesion's ground truth / its local cord signal.
@@ -1060,6 +1123,7 @@ fn place_lesion(
         width_lr = width_lr.min(frame.thickness_mm(source.cord.view(), p, right));
     }
     let a_u = 0.5 * spec.width_fraction * width_ap;
+    let shift_u = spec.edge_offset * (0.5 * width_ap - a_u).max(0.0);
     let (centre, _, _, _) = frame.at_arc(s0);
     let centre_i = centre[0] / spacing[0];
     let nearest_offset_mm = (centre_i - centre_i.round()).abs() * spacing[0];
@@ -1129,7 +1193,7 @@ fn place_lesion(
                 for j in j_lo..=j_hi {
                     let p = [i as f64 * spacing[0], j as f64 * spacing[1], k as f64 * spacing[2]];
                     let c = frame.project(p);
-                    let (ds, du, dv) = (c.arc_mm - s0, c.anterior_mm, c.right_mm);
+                    let (ds, du, dv) = (c.arc_mm - s0, c.anterior_mm - shift_u, c.right_mm);
                     let rho2 = (ds / a_s).powi(2) + (du / a_u).powi(2) + (dv / a_v).powi(2);
                     let rho = rho2.sqrt();
                     let r = (ds * ds + du * du + dv * dv).sqrt();
@@ -1647,6 +1711,19 @@ pub fn write_cohort(request: &CohortRequest<'_>, on_subject: &(dyn Fn(&str) + Sy
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_bias_field_is_smooth_and_bounded() {
+        let field = bias_field((60, 120, 40), [1.0, 1.0, 1.0], 0.15, &mut subject_rng(3, 1));
+        let (low, high) = field.iter().fold((f32::MAX, f32::MIN), |(l, h), &v| (l.min(v), h.max(v)));
+        assert!(low >= 0.85 - 1e-6 && high <= 1.15 + 1e-6, "{low} {high}");
+        // It varies across the volume, by at most 2π·0.15 / 150 mm per mm.
+        assert!(high - low > 0.02, "{low} {high}");
+        let step = field.windows((2, 1, 1)).into_iter().map(|w| (w[[1, 0, 0]] - w[[0, 0, 0]]).abs()).fold(0.0f32, f32::max);
+        assert!(step <= (std::f64::consts::TAU * 0.15 / 150.0) as f32 + 1e-6, "{step}");
+        assert_eq!(bias_field((4, 4, 4), [1.0; 3], 0.0, &mut subject_rng(3, 1)), Array3::from_elem((4, 4, 4), 1.0f32));
+    }
+
     use super::*;
 
     #[test]

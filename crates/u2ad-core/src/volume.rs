@@ -691,6 +691,41 @@ impl Volume {
         Ok(Volume { data, affine, header, voxel_type: layout.voxel_type, path: path.to_path_buf() })
     }
 
+    /// An empty grid for maps of a preprocessed 2-D slice that has no scan behind it (the
+    /// reference's `.npy` slices): `rows` x `cols` x 1 voxels of `pixel_mm` x `pixel_mm` x 1 mm,
+    /// voxel axis i = the slice's rows (superior to inferior), j = its columns (anterior to
+    /// posterior), k = left-right, so that NIfTI viewers show it as a sagittal image. The sform
+    /// (code 2, aligned anatomical) puts row 0, column 0 at the world origin.
+    pub fn sample_grid(path: &Path, rows: usize, cols: usize, pixel_mm: f64) -> Volume {
+        let p = pixel_mm as f32;
+        let mut header = NiftiHeader {
+            dim: [3, rows as u16, cols as u16, 1, 1, 1, 1, 1],
+            pixdim: [1.0, p, p, 1.0, 1.0, 1.0, 1.0, 1.0],
+            xyzt_units: 2, // mm
+            qform_code: 0,
+            sform_code: 2,
+            srow_x: [0.0, 0.0, 1.0, 0.0],
+            srow_y: [0.0, -p, 0.0, 0.0],
+            srow_z: [-p, 0.0, 0.0, 0.0],
+            ..NiftiHeader::default()
+        };
+        header.datatype = 16;
+        header.bitpix = 32;
+        let affine = Affine::from_rows([
+            [0.0, 0.0, 1.0, 0.0],
+            [0.0, -pixel_mm, 0.0, 0.0],
+            [-pixel_mm, 0.0, 0.0, 0.0],
+            [0.0, 0.0, 0.0, 1.0],
+        ]);
+        Volume {
+            data: Array3::zeros((rows, cols, 1)),
+            affine,
+            header,
+            voxel_type: VoxelType::Float32,
+            path: path.to_path_buf(),
+        }
+    }
+
     pub fn shape(&self) -> [usize; 3] {
         let s = self.data.shape();
         [s[0], s[1], s[2]]

@@ -1,10 +1,12 @@
 //! `u2ad baseline`: a simple detector run through the same pipeline as U2AD, so that evaluation
 //! and the QC report compare like with like.
 //!
-//! `--method intensity` ([`u2ad_core::baseline`]): the anomaly map is the robust z-score of the
-//! cord's T2 signal against the other subjects' cord signal at the same disc level
-//! (leave-one-subject-out), instead of |image − mean reconstruction|. Everything after the map is
-//! `u2ad detect`'s: the same candidate filter, anomaly curve, segment and patient scores,
+//! `--method intensity` ([`u2ad_core::baseline::intensity_percentile_baseline`]): per level, the
+//! 99th percentile of the smoothed T2 signal in the cord eroded in 3-D, over the subject's cord
+//! median, robust z-scored against the other participants. `--method intensity-voxel-z`: each
+//! voxel's robust z against the other subjects' cord at its level, scored by the anomaly curve.
+//! Everything after the map is `u2ad detect`'s: the same candidate filter, anomaly curve, segment
+//! and patient scores,
 //! cohort-calibrated calls, and the same output folder (the layout of
 //! [`u2ad_core::detect_outputs`]): NIfTI maps on the input grid, per-level and per-patient tables,
 //! figures and `qc_report.html`.
@@ -16,14 +18,19 @@ use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use rayon::prelude::*;
 use serde_json::{json, Value};
-use u2ad_core::baseline::{intensity_baseline, CohortSubject, IntensityBaselineConfig};
+use u2ad_core::baseline::{
+    intensity_baseline, intensity_percentile_baseline, BaselineError, CohortSubject, IntensityBaselineConfig,
+    IntensityPercentileConfig,
+};
 use u2ad_core::cohort::{discover_bids, DiscoveryOptions};
 use u2ad_core::dataset::{PreparedDataset, PreparedSample, SubjectMeta};
-use u2ad_core::detect_outputs::{native_maps, score_maps, MapScoring, ScoredSubject, SubjectMaps, SubjectOutputs, QC_REPORT_HTML};
+use u2ad_core::detect_outputs::{map_grid, native_maps, score_maps, MapScoring, ScoredSubject, SubjectMaps, SubjectOutputs, QC_REPORT_HTML};
 use u2ad_core::prepare::{prepare_subject, PrepareOptions};
-use u2ad_core::scoring::{call_cohort, CallConfig, LevelPooling, SliceSelection, Threshold, UncertaintyGate};
-use u2ad_core::volume::{Volume, VoxelType};
+use u2ad_core::level_scores::LevelScoreConfig;
+use u2ad_core::scoring::{CallConfig, SliceSelection, UncertaintyGate};
+use u2ad_core::volume::VoxelType;
 
+use super::call_args::CallArgs;
 use super::cohort_outputs::{merged, write_cohort, CohortFolder, SubjectResult};
 use super::Context;
 use crate::progress;
@@ -31,24 +38,21 @@ use crate::sidecar::write_sidecar;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum BaselineMethod {
-    /// Robust z-score of the cord T2 signal against the other subjects' cord at the same disc level.
+    /// Per level, the 99th percentile of the smoothed T2 signal in the cord eroded in 3-D, over the
+    /// subject's cord median, robust z-scored against the other participants.
     Intensity,
+    /// Each cord voxel's T2 signal (over the cord median) as a robust z-score against the other
+    /// subjects' cord at its level, then the curve of `u2ad detect --level-score curve-peak`.
+    IntensityVoxelZ,
 }
 
 impl BaselineMethod {
     pub fn name(self) -> &'static str {
         match self {
             BaselineMethod::Intensity => "intensity",
+            BaselineMethod::IntensityVoxelZ => "intensity-voxel-z",
         }
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum PoolingChoice {
-    /// Each level's threshold from the same level of the other subjects.
-    PerLevel,
-    /// Every level's threshold from every level of the other subjects.
-    Pooled,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -72,18 +76,8 @@ pub struct BaselineArgs {
     #[arg(long)]
     pub include: Vec<String>,
 
-    /// A fixed score threshold instead of the cohort calibration.
-    #[arg(long)]
-    pub threshold: Option<f64>,
-    /// Target false-positive rate of the cohort-calibrated thresholds.
-    #[arg(long, default_value_t = 0.05)]
-    pub target_fpr: f64,
-    /// Reference scores of a level's cohort threshold.
-    #[arg(long, value_enum, default_value = "per-level")]
-    pub pooling: PoolingChoice,
-    /// Fewest reference scores to calibrate a threshold (else the level is indeterminate).
-    #[arg(long, default_value_t = 10)]
-    pub min_reference: usize,
+    #[command(flatten)]
+    pub calls: CallArgs,
     /// Only the sagittal sample with the largest cord makes the curve (default: every sample
     /// whose eroded cord has at least 100 pixels).
     #[arg(long)]
@@ -117,29 +111,38 @@ fn load_subjects(args: &BaselineArgs, context: &Context) -> anyhow::Result<Vec<(
 
 pub fn run(args: BaselineArgs, context: &Context) -> anyhow::Result<()> {
     let started = Instant::now();
-    let calls = CallConfig {
-        threshold: match args.threshold {
-            Some(t) => Threshold::Fixed(t),
-            None => Threshold::Cohort { target_false_positive_rate: args.target_fpr },
-        },
-        pooling: match args.pooling {
-            PoolingChoice::PerLevel => LevelPooling::PerLevel,
-            PoolingChoice::Pooled => LevelPooling::Pooled,
-        },
-        min_reference_values: args.min_reference.max(1),
-        // The baseline has no epistemic uncertainty.
-        uncertainty_gate: UncertaintyGate::Off,
-    };
-    call_cohort(&[], &calls).map_err(|e| anyhow::anyhow!("{e}"))?;
+    // The baseline has no epistemic uncertainty.
+    let calls = args.calls.call_config(UncertaintyGate::Off)?;
     let mut scoring = MapScoring::default();
     if args.mid_slice_only {
         scoring.scoring.curve.slices = SliceSelection::LargestCord;
     }
+    scoring.levels = match args.method {
+        BaselineMethod::Intensity => args.calls.level_scores(IntensityPercentileConfig::LEVEL_SCORES),
+        BaselineMethod::IntensityVoxelZ => LevelScoreConfig::CURVE_PEAK,
+    };
     let pool = rayon::ThreadPoolBuilder::new().num_threads(args.jobs.unwrap_or(0)).build().context("cannot start worker threads")?;
     let subjects = pool.install(|| load_subjects(&args, context))?;
-    let config = IntensityBaselineConfig::default();
     let cohort: Vec<CohortSubject<'_>> = subjects.iter().map(|(meta, samples)| CohortSubject { meta, samples }).collect();
-    let maps = intensity_baseline(&cohort, &config).map_err(|e| anyhow::anyhow!("{}: {e}", args.input.display()))?;
+    if cohort.len() < 2 {
+        anyhow::bail!("{}: {}", args.input.display(), BaselineError::TooFewSubjects(cohort.len()));
+    }
+    let (maps, config, descriptions) = match args.method {
+        BaselineMethod::Intensity => {
+            let config = IntensityPercentileConfig::default();
+            let maps = cohort
+                .iter()
+                .map(|s| intensity_percentile_baseline(s, &config))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| anyhow::anyhow!("{}: {e}", args.input.display()))?;
+            (maps, serde_json::to_value(config)?, PERCENTILE_MAPS)
+        }
+        BaselineMethod::IntensityVoxelZ => {
+            let config = IntensityBaselineConfig::default();
+            let maps = intensity_baseline(&cohort, &config).map_err(|e| anyhow::anyhow!("{}: {e}", args.input.display()))?;
+            (maps, serde_json::to_value(config)?, VOXEL_Z_MAPS)
+        }
+    };
     let method = BaselineMethod::name(args.method);
     let folder = DetectionFolder {
         out: args.out.clone(),
@@ -149,12 +152,7 @@ pub fn run(args: BaselineArgs, context: &Context) -> anyhow::Result<()> {
             "Baseline": config,
             "Input": std::path::absolute(&args.input).unwrap_or_else(|_| args.input.clone()).display().to_string(),
         }),
-        map_descriptions: [
-            "Intensity baseline anomaly map: max(0, robust z-score) of the cord T2 signal (divided by the subject's cord median) against the other subjects' cord signal at the same disc level (median, 1.4826 x MAD), inside the cord eroded by 3 x 3 pixels; 0 elsewhere",
-            "Epistemic uncertainty: 0 (the intensity baseline has none)",
-            "The signal the intensity rule expects: the subject's cord median x the reference median of the level, in the input's intensity units, inside the eroded cord; the clipped input elsewhere",
-            "Anomaly candidates: the z-score above its 90th percentile in the eroded cord, 8-connected components of at least 2 pixels, the 3 best by mean x sum, per sagittal slice",
-        ],
+        map_descriptions: descriptions,
         scoring,
         calls,
     };
@@ -169,6 +167,20 @@ pub fn run(args: BaselineArgs, context: &Context) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+const VOXEL_Z_MAPS: [&str; 4] = [
+    "Intensity baseline anomaly map: max(0, robust z-score) of the cord T2 signal (divided by the subject's cord median) against the other subjects' cord signal at the same disc level (median, 1.4826 x MAD), inside the cord eroded by 3 x 3 pixels; 0 elsewhere",
+    "Epistemic uncertainty: 0 (the intensity baseline has none)",
+    "The signal the intensity rule expects: the subject's cord median x the reference median of the level, in the input's intensity units, inside the eroded cord; the clipped input elsewhere",
+    "Anomaly candidates: the z-score above its 90th percentile in the eroded cord, 8-connected components of at least 2 pixels, the 3 best by mean x sum, per sagittal slice",
+];
+
+const PERCENTILE_MAPS: [&str; 4] = [
+    "Intensity baseline map: the T2 signal smoothed by a Gaussian of 0.7 mm, divided by the subject's median cord signal, inside the cord eroded by 3 x 3 pixels; 0 elsewhere. Each level's score is its 99th percentile over the cord eroded by about two voxels in 3-D",
+    "Epistemic uncertainty: 0 (the intensity baseline has none)",
+    "The signal the intensity rule expects: the subject's median cord signal, in the input's intensity units, inside the eroded cord; the clipped input elsewhere",
+    "Anomaly candidates: the signal ratio above its 90th percentile in the eroded cord, 8-connected components of at least 2 pixels, the 3 best by mean x sum, per sagittal slice",
+];
 
 // ---------------------------------------------------------------------------------------------
 // The detection folder
@@ -198,7 +210,7 @@ pub fn write_detection_folder(folder: &DetectionFolder, maps: Vec<SubjectMaps>, 
             let meta = &subject_maps.subject;
             let outputs = SubjectOutputs::new(&folder.out, &meta.subject, &meta.image_path);
             let scored = score_maps(&subject_maps, &folder.scoring);
-            let reference = Volume::read(&meta.image_path)?;
+            let reference = map_grid(meta)?;
             let native = native_maps(&subject_maps, &scored.candidates, &reference);
             let sources: Vec<String> = std::iter::once(&meta.image_path)
                 .chain(meta.cord_mask_path.iter())

@@ -16,7 +16,7 @@ use u2ad_core::detect_outputs::{
 };
 use u2ad_core::levels::DiscLevel;
 use u2ad_core::scoring::{
-    call_cohort, level_rows, CallConfig, CandidateMap, IndeterminateReason, LevelPooling, PatientCall, SegmentCall,
+    call_cohort, level_rows, CallConfig, CandidateMap, FalsePositiveScope, IndeterminateReason, LevelPooling, PatientCall, SegmentCall,
     SubjectDecision, SubjectScores, Threshold,
 };
 use u2ad_core::volume::write_atomically;
@@ -107,6 +107,8 @@ struct LevelCsvRow {
     level: String,
     score: Option<f64>,
     threshold: Option<f64>,
+    z: Option<f64>,
+    z_threshold: Option<f64>,
     call: String,
     reason: Option<String>,
     peak_position_mm: Option<f64>,
@@ -114,15 +116,21 @@ struct LevelCsvRow {
     peak_signal_ratio: Option<f64>,
     mean_eu: Option<f64>,
     eu_limit: Option<f64>,
+    group: String,
 }
 
 #[derive(Debug, Serialize)]
 struct PatientCsvRow {
     subject: String,
     patient_score: Option<f64>,
+    patient_z: Option<f64>,
+    z_threshold: Option<f64>,
     max_over_cord_rows: Option<f64>,
     call: String,
+    group: String,
     positive_levels: String,
+    /// "above levels" / "below levels" when the cord there is called positive.
+    positive_outside_levels: String,
     indeterminate_levels: String,
     out_of_fov_levels: String,
     samples: usize,
@@ -187,9 +195,14 @@ fn calibration(calls: &CallConfig, subjects: usize, decisions: &[SubjectDecision
                 LevelPooling::PerLevel => "the same level of the other subjects",
                 LevelPooling::Pooled => "every level of the other subjects",
             };
+            let scope = match calls.scope {
+                FalsePositiveScope::Patient => "per patient (each level at rate / scored levels, Bonferroni)",
+                FalsePositiveScope::Level => "per level",
+            };
             let text = format!(
-                "cohort-calibrated, leave-one-subject-out: threshold = median + z x 1.4826 x MAD of {pooling}, \
-                 target false-positive rate {target_false_positive_rate}, at least {} reference scores",
+                "cohort-calibrated, leave-one-participant-out: threshold = median + z x 1.4826 x MAD of {pooling} \
+                 (never another scan of the same participant), target false-positive rate {target_false_positive_rate} \
+                 {scope}, at least {} reference scores",
                 calls.min_reference_values
             );
             let mut warnings = Vec::new();
@@ -234,6 +247,7 @@ pub fn write_cohort(
         "Pooling": folder.calls.pooling,
         "MinReferenceValues": folder.calls.min_reference_values,
         "UncertaintyGate": folder.calls.uncertainty_gate,
+        "FalsePositiveScope": folder.calls.scope,
         "Scoring": folder.scoring,
         "Calibration": calibration_text,
     });
@@ -250,6 +264,8 @@ pub fn write_cohort(
                 level: r.level,
                 score: r.score,
                 threshold: r.threshold,
+                z: r.z,
+                z_threshold: decision.z_threshold.filter(|_| r.z.is_some()),
                 call: r.call,
                 reason: r.reason,
                 peak_position_mm: r.peak_position_mm,
@@ -257,6 +273,7 @@ pub fn write_cohort(
                 peak_signal_ratio: r.peak_signal_ratio,
                 mean_eu: s.mean_eu,
                 eu_limit: s.eu_limit,
+                group: scores.group.clone(),
             })
             .collect();
         let provenance = merged(json!({"Sources": [d.image.display().to_string()]}), &folder.subject_provenance);
@@ -264,7 +281,7 @@ pub fn write_cohort(
         write_sidecar(
             &d.outputs.levels_csv(),
             merged(
-                merged(json!({"Description": "Per disc level: anomaly score (peak of the anomaly curve), threshold, call, peak position (mm from the centre of C2, inferior positive), extent along the cord (mm), peak signal / median cord signal, mean EU and the EU limit"}), &provenance),
+                merged(json!({"Description": "Per disc level: anomaly score (see Scoring.levels), threshold, robust z of the score against the reference scores and the z threshold, call, peak position (mm from the centre of C2, inferior positive), extent along the cord (mm), peak signal / median cord signal, mean EU and the EU limit"}), &provenance),
                 &settings_json,
             ),
         )?;
@@ -278,9 +295,13 @@ pub fn write_cohort(
                     "GeneratedBy": [{"Name": "u2ad", "Version": env!("CARGO_PKG_VERSION"), "Command": command_line()}],
                     "Subject": d.subject,
                     "PatientScore": scores.patient_score,
+                    "PatientZ": decision.patient_z,
+                    "ZThreshold": decision.z_threshold,
+                    "Group": scores.group,
                     "MaxOverCordRows": scores.max_over_cord_rows,
                     "Call": patient_call,
                     "PositiveLevels": positive,
+                    "OutsideLevels": decision.outside_levels,
                     "IndeterminateLevels": indeterminate,
                     "OutOfFieldOfViewLevels": out_of_fov,
                     "Levels": rows,
@@ -436,9 +457,19 @@ pub fn write_cohort(
         patients.push(PatientCsvRow {
             subject: d.subject.clone(),
             patient_score: scores.patient_score,
+            patient_z: decision.patient_z,
+            z_threshold: decision.z_threshold,
             max_over_cord_rows: scores.max_over_cord_rows,
             call: patient_call.to_string(),
+            group: scores.group.clone(),
             positive_levels: positive.join(" "),
+            positive_outside_levels: decision
+                .outside_levels
+                .iter()
+                .filter(|r| r.call == SegmentCall::Positive)
+                .map(|r| r.region.name())
+                .collect::<Vec<_>>()
+                .join("; "),
             indeterminate_levels: indeterminate.join(" "),
             out_of_fov_levels: out_of_fov.join(" "),
             samples: d.samples,

@@ -9,7 +9,8 @@ use clap::Args;
 use serde::Serialize;
 use serde_json::json;
 use u2ad_core::evaluate::{
-    discover_truth, evaluate_detections, evaluate_groups, markdown_report, metric_rows, EvaluationSettings, MethodEvaluation,
+    discover_truth, evaluate_detections, evaluate_groups, host_false_positives, host_markdown, markdown_report, metric_rows,
+    EvaluationSettings, MethodEvaluation,
     SubjectResult, TruthSubject,
 };
 use u2ad_core::metrics::{BootstrapConfig, LabelledScores};
@@ -144,9 +145,14 @@ pub fn evaluate_and_write(
         }
         let results = evaluate_detections(truth, dir)?;
         subjects.extend(subject_rows(name, &results));
-        evaluations.push(MethodEvaluation { method: name.clone(), detections: dir.clone(), groups: evaluate_groups(&results, settings) });
+        evaluations.push(MethodEvaluation {
+            method: name.clone(),
+            detections: dir.clone(),
+            groups: evaluate_groups(&results, settings),
+            hosts: host_false_positives(&results),
+        });
     }
-    let markdown = markdown_report(&evaluations);
+    let markdown = format!("{}\n{}", markdown_report(&evaluations), hosts_section(&evaluations));
     std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create the output folder", out.display()))?;
     let csv_path = out.join(EVALUATION_CSV);
     write_csv(&csv_path, &metric_rows(&evaluations))?;
@@ -171,6 +177,12 @@ pub fn evaluate_and_write(
     Ok((evaluations, markdown))
 }
 
+/// The per-host false-positive table under its heading.
+pub fn hosts_section(evaluations: &[MethodEvaluation]) -> String {
+    let hosts: Vec<(String, Vec<_>)> = evaluations.iter().map(|e| (e.method.clone(), e.hosts.clone())).collect();
+    format!("## False positives per host (the participant each subject was made from)\n\n{}", host_markdown(&hosts))
+}
+
 pub fn run(args: EvaluateArgs, context: &Context) -> anyhow::Result<()> {
     check_edges(&args.contrast_bins, "--contrast-bins")?;
     check_edges(&args.length_bins_mm, "--length-bins-mm")?;
@@ -186,6 +198,7 @@ pub fn run(args: EvaluateArgs, context: &Context) -> anyhow::Result<()> {
         bootstrap: BootstrapConfig { resamples: args.bootstrap, seed: args.seed, confidence: 0.95 },
         contrast_edges: args.contrast_bins.clone(),
         length_edges_mm: args.length_bins_mm.clone(),
+        ..EvaluationSettings::default()
     };
     let (_, markdown) = evaluate_and_write(&methods, &truth, &settings, &args.out)?;
     println!("{markdown}");

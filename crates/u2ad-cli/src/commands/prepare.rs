@@ -81,6 +81,21 @@ pub struct ScanInputs {
     /// Only these subjects (sub-XX); repeat for several.
     #[arg(long)]
     pub include: Vec<String>,
+    /// Grow (positive) or shrink (negative) every cord mask by this many voxels in 3-D first: a
+    /// check of how much the results depend on the mask.
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    pub cord_offset_voxels: i32,
+}
+
+impl ScanInputs {
+    /// How these inputs are prepared.
+    pub fn prepare_options(&self) -> PrepareOptions {
+        PrepareOptions {
+            level_convention: self.level_convention,
+            cord_offset_voxels: self.cord_offset_voxels,
+            ..Default::default()
+        }
+    }
 }
 
 pub(crate) fn parse_convention(name: &str) -> Result<LevelConvention, String> {
@@ -151,20 +166,25 @@ pub(crate) fn find_inputs(input: Option<&PathBuf>, args: &ScanInputs) -> anyhow:
     Ok(Inputs::Scans(discover_bids(input, &options)?))
 }
 
+/// The reference's `.npy` slices, each one subject named by its file stem.
+pub fn read_slices(paths: &[PathBuf]) -> Vec<(String, Result<PreparedSubject, u2ad_core::CoreError>)> {
+    paths
+        .iter()
+        .map(|path| {
+            let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            let result = ClinicalSlice::read(path).map(|slice| {
+                let (meta, sample) = slice.into_prepared(&name, path);
+                PreparedSubject { meta, samples: vec![sample] }
+            });
+            (name, result)
+        })
+        .collect()
+}
+
 pub fn run(args: PrepareArgs, context: &Context) -> anyhow::Result<()> {
-    let options = PrepareOptions { level_convention: args.scans.level_convention, ..Default::default() };
+    let options = args.scans.prepare_options();
     let prepared: Vec<(String, Result<PreparedSubject, u2ad_core::CoreError>)> = match find_inputs(args.input.as_ref(), &args.scans)? {
-        Inputs::Slices(paths) => paths
-            .iter()
-            .map(|path| {
-                let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-                let result = ClinicalSlice::read(path).map(|slice| {
-                    let (meta, sample) = slice.into_prepared(&name, path);
-                    PreparedSubject { meta, samples: vec![sample] }
-                });
-                (name, result)
-            })
-            .collect(),
+        Inputs::Slices(paths) => read_slices(&paths),
         Inputs::Scans(subjects) => {
             let bar = progress::bar(subjects.len() as u64, "prepare", context.quiet);
             let pool = rayon::ThreadPoolBuilder::new()

@@ -54,6 +54,17 @@ pub struct SynthArgs {
     /// Whole-image fresh noise in every subject, as a fraction of the scan's noise σ.
     #[arg(long, default_value_t = 0.5)]
     pub fresh_noise_fraction: f64,
+    /// Fraction of the lesions moved off the centreline to touch the cord's anterior or
+    /// posterior edge.
+    #[arg(long, default_value_t = 0.0)]
+    pub edge_fraction: f64,
+    /// Largest relative deviation of a smooth multiplicative bias field in each copy (e.g. 0.15;
+    /// 0 = none).
+    #[arg(long, default_value_t = 0.0)]
+    pub bias_field: f64,
+    /// Global intensity scale of each copy, MIN:MAX or one value (scanner gain).
+    #[arg(long, default_value = "1", value_parser = ValueRange::parse)]
+    pub intensity_scale: ValueRange,
     /// Random seed: the same seed and options give byte-identical files.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -89,6 +100,9 @@ pub fn run(args: SynthArgs, context: &Context) -> anyhow::Result<()> {
             levels: args.levels.clone(),
             lesions_per_subject: args.lesions_per_subject,
             fresh_noise_fraction: args.fresh_noise_fraction,
+            bias_field: args.bias_field,
+            edge_fraction: args.edge_fraction,
+            intensity_scale: args.intensity_scale,
             ..Default::default()
         },
         level_convention: args.level_convention,

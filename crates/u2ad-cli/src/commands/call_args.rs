@@ -1,0 +1,117 @@
+//! The flags that decide how scores become calls, shared by `u2ad detect` and `u2ad baseline`
+//! (one definition, one help heading).
+
+use clap::{Args, ValueEnum};
+use u2ad_core::level_scores::{LevelScoreConfig, LevelStatistic};
+use u2ad_core::scoring::{call_cohort, CallConfig, FalsePositiveScope, LevelPooling, Threshold, UncertaintyGate};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PoolingArg {
+    /// Each level's threshold from the same level of the other participants.
+    PerLevel,
+    /// Every level's threshold from every level of the other participants.
+    Pooled,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ScopeArg {
+    /// The rate holds per patient: each level is tested at rate / scored levels (Bonferroni).
+    Patient,
+    /// The rate holds per level.
+    Level,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LevelScoreArg {
+    /// Each level's map over the cord eroded in 3-D (the method's default statistic).
+    Cord3d,
+    /// The peak of the per-row anomaly curve (the reference's rule).
+    CurvePeak,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CsfArg {
+    /// Leave out cord-mask voxels as bright as CSF and connected to it.
+    Exclude,
+    /// Score every voxel of the eroded cord.
+    Keep,
+}
+
+/// How scores become calls.
+#[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Scores and calls")]
+pub struct CallArgs {
+    /// A fixed score threshold (learnt on a labelled set) instead of the cohort calibration.
+    #[arg(long)]
+    pub threshold: Option<f64>,
+    /// Target false-positive rate of the cohort-calibrated thresholds (see --fpr-scope).
+    #[arg(long, default_value_t = 0.05)]
+    pub target_fpr: f64,
+    /// What the target false-positive rate holds for.
+    #[arg(long, value_enum, default_value = "patient")]
+    pub fpr_scope: ScopeArg,
+    /// Reference scores of a level's cohort threshold (never another scan of the same participant:
+    /// the `source_participant` column of participants.tsv, else the sub- label).
+    #[arg(long, value_enum, default_value = "per-level")]
+    pub pooling: PoolingArg,
+    /// Fewest reference scores to calibrate a threshold (else the level is indeterminate).
+    #[arg(long, default_value_t = 10)]
+    pub min_reference: usize,
+    /// How a level's score is taken from the map.
+    #[arg(long, value_enum, default_value = "cord3d")]
+    pub level_score: LevelScoreArg,
+    /// CSF partial volume inside the cord mask (default: the method's own setting, `exclude` for
+    /// U2AD, `keep` for the intensity recipe).
+    #[arg(long, value_enum)]
+    pub csf_partial_volume: Option<CsfArg>,
+    /// Erosion of the cord mask before scoring, in mm, in 3-D (default: the method's own, 1 mm for
+    /// U2AD, 2 mm for the intensity recipe). Two native voxels keep a mask that is one voxel too
+    /// large out of the CSF.
+    #[arg(long)]
+    pub cord_erosion_mm: Option<f64>,
+}
+
+impl CallArgs {
+    /// The call settings with this EU gate; a bad threshold or rate is an error now, before any
+    /// inference.
+    pub fn call_config(&self, uncertainty_gate: UncertaintyGate) -> anyhow::Result<CallConfig> {
+        if let Some(mm) = self.cord_erosion_mm {
+            if !(0.0..=10.0).contains(&mm) {
+                anyhow::bail!("--cord-erosion-mm {mm} is outside 0:10");
+            }
+        }
+        let calls = CallConfig {
+            threshold: match self.threshold {
+                Some(t) => Threshold::Fixed(t),
+                None => Threshold::Cohort { target_false_positive_rate: self.target_fpr },
+            },
+            pooling: match self.pooling {
+                PoolingArg::PerLevel => LevelPooling::PerLevel,
+                PoolingArg::Pooled => LevelPooling::Pooled,
+            },
+            min_reference_values: self.min_reference.max(1),
+            uncertainty_gate,
+            scope: match self.fpr_scope {
+                ScopeArg::Patient => FalsePositiveScope::Patient,
+                ScopeArg::Level => FalsePositiveScope::Level,
+            },
+        };
+        call_cohort(&[], &calls).map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(calls)
+    }
+
+    /// The level scores: `cord3d` keeps the method's own setting, `curve-peak` the reference's.
+    pub fn level_scores(&self, cord3d: LevelScoreConfig) -> LevelScoreConfig {
+        match self.level_score {
+            LevelScoreArg::Cord3d => LevelScoreConfig {
+                exclude_csf_partial_volume: self
+                    .csf_partial_volume
+                    .map_or(cord3d.exclude_csf_partial_volume, |c| c == CsfArg::Exclude),
+                in_plane_steps: self.cord_erosion_mm.map_or(cord3d.in_plane_steps, LevelScoreConfig::in_plane_steps_for_mm),
+                lateral_mm: self.cord_erosion_mm.unwrap_or(cord3d.lateral_mm),
+                ..cord3d
+            },
+            LevelScoreArg::CurvePeak => LevelScoreConfig { statistic: LevelStatistic::CurvePeak, ..LevelScoreConfig::CURVE_PEAK },
+        }
+    }
+}

@@ -1,0 +1,597 @@
+//! Level scores in 3-D: each disc level's score taken from the subject's anomaly map over the cord
+//! eroded in 3-D, instead of the peak of the per-row curve.
+//!
+//! A subject's samples share one in-plane grid (the same 256 x 256 window on every native sagittal
+//! slice), so stacked by their native slice index they form a 3-D volume: rows and columns of
+//! `pixel_mm`, slices of the native left-right spacing. On that stack:
+//!
+//! 1. **Cord eroded in 3-D.** In-plane, the cord mask eroded `in_plane_steps` times by a 3 x 3
+//!    square; across slices, a voxel stays only when the cord is present at the same pixel on the
+//!    `ceil(lateral_mm / slice spacing)` slices on either side (a missing slice is background).
+//!    Sagittal slices cut the cord's lateral surface at a grazing angle, so the outer slices of the
+//!    cord mask are where CSF partial volume (and mask error) lives; a per-slice 2-D erosion never
+//!    removes them. U2AD erodes about 2 mm (two native voxels): automatic masks differ from manual
+//!    ones by about one voxel, so a mask one voxel too large still leaves a core inside the cord
+//!    (measured: segment AUROC 0.88 with every mask dilated by one voxel, against 0.69 at 1 mm).
+//!    A subject whose lateral erosion would leave no voxel (one slice, as the reference's `.npy`
+//!    slices, or two) is eroded in-plane only, and a level left with less than
+//!    [`MIN_LEVEL_VOLUME_MM3`] is scored on the reference's eroded cord (3 x 3 in-plane, once), so
+//!    erosion never takes a level that is in view out of the calls.
+//!    **CSF partial volume** is taken out too: a cord-mask voxel brighter than the midpoint of the
+//!    subject's median cord and CSF signals that is connected, through voxels just as bright, to
+//!    a bright voxel outside the cord mask is CSF (a mask that reaches into the subarachnoid
+//!    space, or the partial volume of its edge), however deep in the mask it lies. A
+//!    hyperintensity inside the cord is not connected to the CSF through CSF-bright voxels, and
+//!    one at the cord's edge is kept unless it is brighter than that midpoint (about 2 to 2.5
+//!    times the cord signal on T2). Needs a CSF brighter than 1.2 x the cord; else nothing is
+//!    taken out.
+//! 2. **Level statistic** over the level's eroded voxels (rows whose `row_segment` is the level):
+//!    the mean of the highest values filling `volume_mm3` ([`LevelStatistic::TopVolume`]: a small
+//!    lesion's worth of voxels, so a single noisy voxel does not decide and a 15-voxel lesion is
+//!    not diluted), or a percentile ([`LevelStatistic::Percentile`]).
+//! 3. Optionally **relative to the cord signal**: divided by the median image signal of the
+//!    level's eroded voxels, so that a smooth bias field or a host's brighter cord scales its
+//!    anomaly values away (a hyperintensity is defined by its ratio to the local cord signal).
+//!
+//! The peak (the highest voxel) gives the row and sample reported with the score.
+//!
+//! The cord above the first disc level and below the last one ([`OutsideRegion`]) is scored the
+//! same way, so that a lesion in view above C2/C3 or below C7/T1 reaches the patient's call.
+
+use serde::{Deserialize, Serialize};
+
+use crate::dataset::{SampleMeta, SubjectMeta};
+use crate::levels::DiscLevel;
+use crate::scoring::{erode_3x3, median, percentile, PlaneShape};
+
+/// How a level's voxels are summarised.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum LevelStatistic {
+    /// The reference's rule: the peak of the per-row anomaly curve (no 3-D scoring).
+    CurvePeak,
+    /// The mean of the highest values that fill this volume, in mm³.
+    TopVolume { volume_mm3: f64 },
+    /// A percentile (0-100) of the values.
+    Percentile { percent: f64 },
+}
+
+/// Settings of the 3-D level scores.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LevelScoreConfig {
+    pub statistic: LevelStatistic,
+    /// In-plane erosions of the cord by a 3 x 3 square (1 = the reference's eroded cord).
+    pub in_plane_steps: usize,
+    /// Lateral erosion, in mm (rounded up to whole slices; 0 = none).
+    pub lateral_mm: f64,
+    /// Divide each level's statistic by the median image signal of its eroded voxels.
+    pub relative_to_cord_signal: bool,
+    /// Leave out CSF partial volume (module docs, step 1).
+    pub exclude_csf_partial_volume: bool,
+}
+
+impl LevelScoreConfig {
+    /// In-plane 3 x 3 erosions of the 0.78 mm sample grid that come nearest to `mm` (at least 1,
+    /// the reference's eroded cord).
+    pub fn in_plane_steps_for_mm(mm: f64) -> usize {
+        ((mm / crate::scoring::SAMPLE_PIXEL_MM).round() as usize).max(1)
+    }
+
+    /// U2AD's default: the cord eroded by about 2 mm in 3-D (three 3 x 3 erosions of the 0.78 mm
+    /// sample grid in-plane, two native 1 mm slices laterally: a mask one voxel too large still
+    /// stays out of the CSF), CSF partial volume left out, the mean of the top 5 mm³, relative to
+    /// the level's cord signal.
+    pub const ANOMALY_MAP: LevelScoreConfig = LevelScoreConfig {
+        statistic: LevelStatistic::TopVolume { volume_mm3: 5.0 },
+        in_plane_steps: 3,
+        lateral_mm: 2.0,
+        relative_to_cord_signal: true,
+        exclude_csf_partial_volume: true,
+    };
+
+    /// The reference's curve peak, kept for comparison.
+    pub const CURVE_PEAK: LevelScoreConfig = LevelScoreConfig {
+        statistic: LevelStatistic::CurvePeak,
+        in_plane_steps: 1,
+        lateral_mm: 0.0,
+        relative_to_cord_signal: false,
+        exclude_csf_partial_volume: false,
+    };
+}
+
+impl Default for LevelScoreConfig {
+    fn default() -> Self {
+        LevelScoreConfig::ANOMALY_MAP
+    }
+}
+
+/// One sample of the stack.
+#[derive(Debug, Clone, Copy)]
+pub struct StackSlice<'a> {
+    /// Index of the sample's slice along the native left-right axis.
+    pub native_slice: usize,
+    /// Cord mask (not eroded).
+    pub cord: &'a [u8],
+    /// The region around the cord whose median signal is the CSF's (the prepared ROI: cord and
+    /// CSF, dilated by one pixel).
+    pub roi: &'a [u8],
+    /// The values scored (e.g. the anomaly map).
+    pub values: &'a [f32],
+    /// The preprocessed image (for the relative score).
+    pub image: &'a [f32],
+    /// Disc-level code of each row.
+    pub row_segment: &'a [u8],
+}
+
+/// The score of one level and where its highest voxel is.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LevelScore {
+    pub level: DiscLevel,
+    pub score: f64,
+    /// Index (into the given slices) and row of the highest voxel.
+    pub peak_slice: usize,
+    pub peak_row_px: usize,
+    /// Voxels the statistic was taken over.
+    pub voxels: usize,
+    /// Whether the level was scored on the reference's eroded cord (3 x 3 in-plane, once): the
+    /// 3-D erosion left less than [`MIN_LEVEL_VOLUME_MM3`] of it, or the stack is too thin.
+    pub in_plane_only: bool,
+}
+
+/// Cord in view outside the disc-level segments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutsideRegion {
+    /// Rows above the first disc-level segment (C2/C3 when it is in view: C1-C2 and up).
+    AboveLevels,
+    /// Rows below the last disc-level segment (below C7/T1 when it is in view).
+    BelowLevels,
+}
+
+impl OutsideRegion {
+    pub const ALL: [OutsideRegion; 2] = [OutsideRegion::AboveLevels, OutsideRegion::BelowLevels];
+
+    /// "above levels", "below levels".
+    pub fn name(self) -> &'static str {
+        match self {
+            OutsideRegion::AboveLevels => "above levels",
+            OutsideRegion::BelowLevels => "below levels",
+        }
+    }
+
+    /// Whether `row` of a subject with these row codes lies in the region (no region without
+    /// any level).
+    fn holds(self, row: usize, row_segment: &[u8]) -> bool {
+        let (Some(first), Some(last)) =
+            (row_segment.iter().position(|&c| c != 0), row_segment.iter().rposition(|&c| c != 0))
+        else {
+            return false;
+        };
+        match self {
+            OutsideRegion::AboveLevels => row < first,
+            OutsideRegion::BelowLevels => row > last,
+        }
+    }
+}
+
+/// Outside regions with less eroded cord than this (mm³) are not scored.
+pub const MIN_OUTSIDE_VOLUME_MM3: f64 = 50.0;
+
+/// A score of the cord outside the levels.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct OutsideScore {
+    pub region: OutsideRegion,
+    pub score: f64,
+    pub peak_slice: usize,
+    pub peak_row_px: usize,
+}
+
+/// The cord of every slice eroded in 3-D (module docs, step 1), 0/1 per pixel. The second value
+/// says whether the lateral erosion was applied (`false`: in-plane only, the stack is too thin).
+pub fn eroded_cord_3d(
+    slices: &[StackSlice<'_>],
+    shape: PlaneShape,
+    config: &LevelScoreConfig,
+    slice_spacing_mm: f64,
+) -> (Vec<Vec<u8>>, bool) {
+    let in_plane: Vec<Vec<u8>> = slices
+        .iter()
+        .map(|s| (0..config.in_plane_steps).fold(s.cord.to_vec(), |mask, _| erode_3x3(&mask, shape)))
+        .collect();
+    let steps = if config.lateral_mm > 0.0 && slice_spacing_mm > 0.0 {
+        (config.lateral_mm / slice_spacing_mm - 1e-6).ceil().max(1.0) as usize
+    } else {
+        0
+    };
+    if steps == 0 {
+        return (in_plane, false);
+    }
+    let by_native: std::collections::BTreeMap<usize, usize> =
+        slices.iter().enumerate().map(|(i, s)| (s.native_slice, i)).collect();
+    let eroded: Vec<Vec<u8>> = slices
+        .iter()
+        .zip(&in_plane)
+        .map(|(slice, mask)| {
+            let neighbours: Option<Vec<&[u8]>> = (1..=steps)
+                .flat_map(|d| [slice.native_slice.checked_sub(d), Some(slice.native_slice + d)])
+                .map(|n| n.and_then(|n| by_native.get(&n)).map(|&i| slices[i].cord))
+                .collect();
+            match neighbours {
+                None => vec![0; mask.len()],
+                Some(neighbours) => mask
+                    .iter()
+                    .enumerate()
+                    .map(|(p, &m)| u8::from(m != 0 && neighbours.iter().all(|n| n[p] != 0)))
+                    .collect(),
+            }
+        })
+        .collect();
+    if eroded.iter().all(|m| m.iter().all(|&v| v == 0)) {
+        (in_plane, false)
+    } else {
+        (eroded, true)
+    }
+}
+
+/// The native spacing across a subject's sagittal samples, in mm: along the native axis that
+/// `pixel_to_native` keeps fixed (1 mm when the grid has none, as for `.npy` slices).
+pub fn slice_spacing_mm(subject: &SubjectMeta, sample: &SampleMeta) -> f64 {
+    let m = sample.pixel_to_native;
+    (0..3)
+        .find(|&axis| m[axis][0].abs() < 1e-9 && m[axis][1].abs() < 1e-9)
+        .map(|axis| subject.spacing_mm[axis])
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .unwrap_or(1.0)
+}
+
+/// Cord-mask voxels that are CSF partial volume (module docs, step 1), per slice. A flood fill
+/// over the stack: in-plane through the 4 neighbours, across slices through the same pixel of
+/// the adjacent native slice.
+pub fn csf_partial_volume(slices: &[StackSlice<'_>], shape: PlaneShape) -> Vec<Vec<bool>> {
+    let none = || vec![vec![false; shape.pixels()]; slices.len()];
+    let values = |pick: &dyn Fn(&StackSlice<'_>, usize) -> bool| -> Vec<f64> {
+        slices.iter().flat_map(|s| (0..shape.pixels()).filter(|&p| pick(s, p)).map(|p| f64::from(s.image[p]))).collect()
+    };
+    let cord_signal = median(&values(&|s, p| s.cord[p] != 0));
+    let csf_signal = median(&values(&|s, p| s.roi[p] != 0 && s.cord[p] == 0));
+    let (Some(cord_signal), Some(csf_signal)) = (cord_signal, csf_signal) else { return none() };
+    if !(cord_signal > 0.0 && csf_signal > 1.2 * cord_signal) {
+        return none();
+    }
+    let threshold = 0.5 * (cord_signal + csf_signal);
+    let bright = |i: usize, p: usize| f64::from(slices[i].image[p]) > threshold;
+    let by_native: std::collections::BTreeMap<usize, usize> =
+        slices.iter().enumerate().map(|(i, s)| (s.native_slice, i)).collect();
+    let mut reached = none();
+    let mut queue: Vec<(usize, usize)> = Vec::new();
+    for (i, s) in slices.iter().enumerate() {
+        for p in 0..shape.pixels() {
+            if s.cord[p] == 0 && s.roi[p] != 0 && bright(i, p) {
+                reached[i][p] = true;
+                queue.push((i, p));
+            }
+        }
+    }
+    while let Some((i, p)) = queue.pop() {
+        let (row, col) = (p / shape.cols, p % shape.cols);
+        let mut next: Vec<(usize, usize)> = Vec::with_capacity(6);
+        if row > 0 {
+            next.push((i, p - shape.cols));
+        }
+        if row + 1 < shape.rows {
+            next.push((i, p + shape.cols));
+        }
+        if col > 0 {
+            next.push((i, p - 1));
+        }
+        if col + 1 < shape.cols {
+            next.push((i, p + 1));
+        }
+        let native = slices[i].native_slice;
+        for n in [native.checked_sub(1), Some(native + 1)].into_iter().flatten() {
+            if let Some(&j) = by_native.get(&n) {
+                next.push((j, p));
+            }
+        }
+        for (j, q) in next {
+            // Only into the cord (the CSF outside is where the fill starts).
+            if !reached[j][q] && slices[j].cord[q] != 0 && bright(j, q) {
+                reached[j][q] = true;
+                queue.push((j, q));
+            }
+        }
+    }
+    for (i, s) in slices.iter().enumerate() {
+        for (p, r) in reached[i].iter_mut().enumerate() {
+            *r &= s.cord[p] != 0;
+        }
+    }
+    reached
+}
+
+fn statistic_of(values: &mut [f64], statistic: LevelStatistic, voxel_mm3: f64) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    match statistic {
+        LevelStatistic::CurvePeak => None,
+        LevelStatistic::Percentile { percent } => percentile(values, percent),
+        LevelStatistic::TopVolume { volume_mm3 } => {
+            let n = ((volume_mm3 / voxel_mm3).round() as usize).clamp(1, values.len());
+            values.sort_by(|a, b| b.total_cmp(a));
+            Some(values[..n].iter().sum::<f64>() / n as f64)
+        }
+    }
+}
+
+/// Scores every level present on the stack (module docs). `pixel_mm` is the in-plane pixel size
+/// and `slice_spacing_mm` the native left-right spacing. Levels with no cord voxel are absent.
+/// Returns nothing for [`LevelStatistic::CurvePeak`].
+pub fn level_scores(
+    slices: &[StackSlice<'_>],
+    shape: PlaneShape,
+    config: &LevelScoreConfig,
+    pixel_mm: f64,
+    slice_spacing_mm: f64,
+) -> Vec<LevelScore> {
+    let Some(stack) = ErodedStack::new(slices, shape, config, slice_spacing_mm) else { return Vec::new() };
+    DiscLevel::ALL
+        .into_iter()
+        .filter_map(|level| {
+            let (score, peak_slice, peak_row_px, voxels, in_plane_only) =
+                stack.score(config, pixel_mm, slice_spacing_mm, |s, row| s.row_segment[row] == level.code())?;
+            Some(LevelScore { level, score, peak_slice, peak_row_px, voxels, in_plane_only })
+        })
+        .collect()
+}
+
+/// Scores the cord above the first level and below the last ([`OutsideRegion`]), as
+/// [`level_scores`] scores a level. Regions with less than [`MIN_OUTSIDE_VOLUME_MM3`] of eroded
+/// cord are absent.
+pub fn outside_level_scores(
+    slices: &[StackSlice<'_>],
+    shape: PlaneShape,
+    config: &LevelScoreConfig,
+    pixel_mm: f64,
+    slice_spacing_mm: f64,
+) -> Vec<OutsideScore> {
+    let Some(stack) = ErodedStack::new(slices, shape, config, slice_spacing_mm) else { return Vec::new() };
+    OutsideRegion::ALL
+        .into_iter()
+        .filter_map(|region| {
+            let (score, peak_slice, peak_row_px, voxels, _) =
+                stack.score(config, pixel_mm, slice_spacing_mm, |s, row| region.holds(row, s.row_segment))?;
+            // A sliver of cord (a few rows past the last level) is too small to compare.
+            let volume_mm3 = voxels as f64 * pixel_mm * pixel_mm * slice_spacing_mm;
+            (volume_mm3 >= MIN_OUTSIDE_VOLUME_MM3).then_some(OutsideScore { region, score, peak_slice, peak_row_px })
+        })
+        .collect()
+}
+
+/// The stack with its cord eroded in 3-D, and eroded as the reference erodes it (3 x 3 in-plane,
+/// once: the fallback of regions the 3-D erosion leaves too little of).
+struct ErodedStack<'s, 'a> {
+    slices: &'s [StackSlice<'a>],
+    shape: PlaneShape,
+    eroded: Vec<Vec<u8>>,
+    fallback: Vec<Vec<u8>>,
+    lateral: bool,
+}
+
+/// A region with less of the 3-D-eroded cord than this (mm³) is scored on the reference's eroded
+/// cord instead, so that erosion never takes a level that is in view out of the calls.
+pub const MIN_LEVEL_VOLUME_MM3: f64 = 20.0;
+
+impl<'s, 'a> ErodedStack<'s, 'a> {
+    fn new(slices: &'s [StackSlice<'a>], shape: PlaneShape, config: &LevelScoreConfig, slice_spacing_mm: f64) -> Option<Self> {
+        if matches!(config.statistic, LevelStatistic::CurvePeak) || slices.is_empty() {
+            return None;
+        }
+        for s in slices {
+            shape.check(s.cord.len(), "cord mask");
+            shape.check(s.values.len(), "scored map");
+            shape.check(s.image.len(), "image");
+            assert_eq!(s.row_segment.len(), shape.rows, "row_segment has one value per row");
+        }
+        let (mut eroded, lateral) = eroded_cord_3d(slices, shape, config, slice_spacing_mm);
+        let reference = LevelScoreConfig { in_plane_steps: 1, lateral_mm: 0.0, ..*config };
+        let mut fallback = eroded_cord_3d(slices, shape, &reference, slice_spacing_mm).0;
+        if config.exclude_csf_partial_volume {
+            let csf_like = csf_partial_volume(slices, shape);
+            for masks in [&mut eroded, &mut fallback] {
+                for (mask, out) in masks.iter_mut().zip(&csf_like) {
+                    mask.iter_mut().zip(out).for_each(|(m, &o)| *m &= u8::from(!o));
+                }
+            }
+        }
+        Some(ErodedStack { slices, shape, eroded, fallback, lateral })
+    }
+
+    /// (slice, row, value, image) of the eroded voxels in the rows `in_region` picks.
+    fn gather(&self, masks: &[Vec<u8>], in_region: &impl Fn(&StackSlice<'_>, usize) -> bool) -> Vec<(usize, usize, f64, f64)> {
+        let cols = self.shape.cols;
+        let mut found = Vec::new();
+        for (i, (slice, mask)) in self.slices.iter().zip(masks).enumerate() {
+            for row in (0..self.shape.rows).filter(|&row| in_region(slice, row)) {
+                for p in row * cols..(row + 1) * cols {
+                    if mask[p] != 0 {
+                        found.push((i, row, f64::from(slice.values[p]), f64::from(slice.image[p])));
+                    }
+                }
+            }
+        }
+        found
+    }
+
+    /// (score, peak slice, peak row, voxels, in-plane only) of one region; `None` without voxels.
+    fn score(
+        &self,
+        config: &LevelScoreConfig,
+        pixel_mm: f64,
+        slice_spacing_mm: f64,
+        in_region: impl Fn(&StackSlice<'_>, usize) -> bool,
+    ) -> Option<(f64, usize, usize, usize, bool)> {
+        let voxel_mm3 = pixel_mm * pixel_mm * slice_spacing_mm.max(f64::MIN_POSITIVE);
+        let mut voxels = self.gather(&self.eroded, &in_region);
+        let mut in_plane_only = !self.lateral;
+        if (voxels.len() as f64) * voxel_mm3 < MIN_LEVEL_VOLUME_MM3 {
+            let fallback = self.gather(&self.fallback, &in_region);
+            if fallback.len() > voxels.len() {
+                voxels = fallback;
+                in_plane_only = true;
+            }
+        }
+        let &(peak_slice, peak_row_px, _, _) = voxels.iter().max_by(|a, b| a.2.total_cmp(&b.2))?;
+        let mut values: Vec<f64> = voxels.iter().map(|v| v.2).collect();
+        let mut score = statistic_of(&mut values, config.statistic, voxel_mm3)?;
+        if config.relative_to_cord_signal {
+            let signal: Vec<f64> = voxels.iter().map(|v| v.3).collect();
+            score /= median(&signal).filter(|&m| m > 0.0)?;
+        }
+        Some((score, peak_slice, peak_row_px, voxels.len(), in_plane_only))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SHAPE: PlaneShape = PlaneShape { rows: 12, cols: 10 };
+
+    /// A cord of columns 2..=7 on rows 0..12, level C4/C5 on rows 0..6 and C5/C6 on 6..12.
+    fn cord() -> Vec<u8> {
+        (0..SHAPE.pixels()).map(|p| u8::from((2..=7).contains(&(p % SHAPE.cols)))).collect()
+    }
+
+    fn rows() -> Vec<u8> {
+        (0..SHAPE.rows).map(|r| if r < 6 { DiscLevel::C4C5.code() } else { DiscLevel::C5C6.code() }).collect()
+    }
+
+    #[test]
+    fn lateral_erosion_drops_the_outer_slices_and_their_bright_partial_volume() {
+        let (cord, rows) = (cord(), rows());
+        let image = vec![1.0f32; SHAPE.pixels()];
+        // Five slices; the outermost slice (native 4) holds a very bright spot at C4/C5.
+        let mut values: Vec<Vec<f32>> = vec![vec![0.1; SHAPE.pixels()]; 5];
+        values[4][3 * SHAPE.cols + 4] = 9.0;
+        let slices: Vec<StackSlice<'_>> = (0..5)
+            .map(|i| StackSlice { native_slice: i, cord: &cord, roi: &cord, values: &values[i], image: &image, row_segment: &rows })
+            .collect();
+        let config = LevelScoreConfig {
+            statistic: LevelStatistic::TopVolume { volume_mm3: 1.0 },
+            in_plane_steps: 1,
+            lateral_mm: 1.0,
+            relative_to_cord_signal: false,
+            exclude_csf_partial_volume: false,
+        };
+        let scores = level_scores(&slices, SHAPE, &config, 1.0, 1.0);
+        assert_eq!(scores.len(), 2);
+        // Slices 1..=3 remain, in-plane rows 1..=10 and columns 3..=6: 3 x 5 x 4 voxels per level.
+        assert_eq!(scores[0].voxels, 60);
+        assert_eq!(scores[1].voxels, 3 * 5 * 4);
+        assert!((scores[0].score - 0.1).abs() < 1e-6, "the outer slice's spot is eroded away");
+        assert!(!scores[0].in_plane_only);
+        // Without the lateral erosion the spot decides the level.
+        let flat = level_scores(&slices, SHAPE, &LevelScoreConfig { lateral_mm: 0.0, ..config }, 1.0, 1.0);
+        assert!((flat[0].score - 9.0).abs() < 1e-6);
+        assert_eq!((flat[0].peak_slice, flat[0].peak_row_px), (4, 3));
+    }
+
+    #[test]
+    fn an_inner_lesion_counts_and_top_volume_averages_its_voxels() {
+        let (cord, rows) = (cord(), rows());
+        let image = vec![0.5f32; SHAPE.pixels()];
+        let mut values: Vec<Vec<f32>> = vec![vec![0.0; SHAPE.pixels()]; 5];
+        values[2][8 * SHAPE.cols + 4] = 0.4;
+        values[2][8 * SHAPE.cols + 5] = 0.2;
+        let slices: Vec<StackSlice<'_>> = (0..5)
+            .map(|i| StackSlice { native_slice: i + 10, cord: &cord, roi: &cord, values: &values[i], image: &image, row_segment: &rows })
+            .collect();
+        let config = LevelScoreConfig {
+            statistic: LevelStatistic::TopVolume { volume_mm3: 2.0 },
+            in_plane_steps: 1,
+            lateral_mm: 1.0,
+            relative_to_cord_signal: true,
+            exclude_csf_partial_volume: false,
+        };
+        let scores = level_scores(&slices, SHAPE, &config, 1.0, 1.0);
+        let c5c6 = scores.iter().find(|s| s.level == DiscLevel::C5C6).unwrap();
+        // Mean of the two highest voxels (0.3), divided by the cord signal 0.5.
+        assert!((c5c6.score - 0.6).abs() < 1e-6, "{}", c5c6.score);
+        assert_eq!((c5c6.peak_slice, c5c6.peak_row_px), (2, 8));
+        let c4c5 = scores.iter().find(|s| s.level == DiscLevel::C4C5).unwrap();
+        assert_eq!(c4c5.score, 0.0);
+    }
+
+    #[test]
+    fn a_single_slice_is_eroded_in_plane_only() {
+        let (cord, rows) = (cord(), rows());
+        let image = vec![1.0f32; SHAPE.pixels()];
+        let values = vec![0.25f32; SHAPE.pixels()];
+        let slices = [StackSlice { native_slice: 0, cord: &cord, roi: &cord, values: &values, image: &image, row_segment: &rows }];
+        let scores = level_scores(&slices, SHAPE, &LevelScoreConfig::ANOMALY_MAP, 0.78125, 3.0);
+        assert_eq!(scores.len(), 2);
+        assert!(scores.iter().all(|s| s.in_plane_only && (s.score - 0.25).abs() < 1e-6));
+        // Three-millimetre slices: one slice on each side.
+        let three = [slices[0], StackSlice { native_slice: 1, ..slices[0] }, StackSlice { native_slice: 2, ..slices[0] }];
+        let one_step = LevelScoreConfig { in_plane_steps: 1, ..LevelScoreConfig::ANOMALY_MAP };
+        let (masks, lateral) = eroded_cord_3d(&three, SHAPE, &one_step, 3.0);
+        assert!(lateral);
+        assert_eq!(masks.iter().map(|m| m.iter().filter(|&&v| v != 0).count()).collect::<Vec<_>>(), vec![0, 10 * 4, 0]);
+    }
+
+    #[test]
+    fn the_curve_peak_statistic_scores_nothing_here() {
+        let (cord, rows) = (cord(), rows());
+        let v = vec![0.0f32; SHAPE.pixels()];
+        let slices = [StackSlice { native_slice: 0, cord: &cord, roi: &cord, values: &v, image: &v, row_segment: &rows }];
+        assert!(level_scores(&slices, SHAPE, &LevelScoreConfig::CURVE_PEAK, 1.0, 1.0).is_empty());
+    }
+
+    #[test]
+    fn the_cord_above_and_below_the_levels_is_scored_too() {
+        let cord = cord();
+        // Levels on rows 4..8 only: rows 1..4 are above, rows 8..11 below (after the erosion).
+        let rows: Vec<u8> = (0..SHAPE.rows).map(|r| if (4..8).contains(&r) { DiscLevel::C4C5.code() } else { 0 }).collect();
+        let image = vec![1.0f32; SHAPE.pixels()];
+        let mut values = vec![0.1f32; SHAPE.pixels()];
+        values[2 * SHAPE.cols + 4] = 0.9;
+        let slices = [StackSlice { native_slice: 0, cord: &cord, roi: &cord, values: &values, image: &image, row_segment: &rows }];
+        let config = LevelScoreConfig { statistic: LevelStatistic::TopVolume { volume_mm3: 1.0 }, ..LevelScoreConfig::ANOMALY_MAP };
+        // 3 mm pixels: each region is 12 voxels of 9 mm³, above the 50 mm³ minimum.
+        let outside = outside_level_scores(&slices, SHAPE, &config, 3.0, 1.0);
+        assert!(outside_level_scores(&slices, SHAPE, &config, 2.0, 1.0).is_empty(), "48 mm³ is a sliver");
+        assert_eq!(outside.len(), 2);
+        assert_eq!((outside[0].region, outside[0].peak_row_px), (OutsideRegion::AboveLevels, 2));
+        assert!((outside[0].score - 0.9).abs() < 1e-6);
+        assert!((outside[1].score - 0.1).abs() < 1e-6);
+        // No levels at all: no region.
+        let none = vec![0u8; SHAPE.rows];
+        let slices = [StackSlice { row_segment: &none, ..slices[0] }];
+        assert!(outside_level_scores(&slices, SHAPE, &config, 3.0, 1.0).is_empty());
+    }
+
+    #[test]
+    fn csf_partial_volume_is_the_bright_cord_connected_to_the_csf() {
+        // Cord: columns 2..=7; CSF: columns 0..=1 and 8..=9 (signal 4); cord signal 1.
+        let cord = cord();
+        let roi = vec![1u8; SHAPE.pixels()];
+        let mut image: Vec<f32> = (0..SHAPE.pixels()).map(|p| if (2..=7).contains(&(p % SHAPE.cols)) { 1.0 } else { 4.0 }).collect();
+        // A CSF-bright tongue into the cord from the right CSF (row 3, columns 4..=7), and an
+        // isolated lesion at twice and at four times the cord signal (rows 8 and 10, column 4).
+        for col in 4..=7 {
+            image[3 * SHAPE.cols + col] = 3.5;
+        }
+        image[8 * SHAPE.cols + 4] = 2.0;
+        image[10 * SHAPE.cols + 4] = 4.0;
+        let rows = rows();
+        let slices = [StackSlice { native_slice: 0, cord: &cord, roi: &roi, values: &image, image: &image, row_segment: &rows }];
+        let out = &csf_partial_volume(&slices, SHAPE)[0];
+        let marked: Vec<usize> = (0..SHAPE.pixels()).filter(|&p| out[p]).collect();
+        assert_eq!(marked, (4..=7).map(|c| 3 * SHAPE.cols + c).collect::<Vec<_>>());
+        // No CSF brighter than the cord: nothing is taken out.
+        let flat = vec![1.0f32; SHAPE.pixels()];
+        let slices = [StackSlice { image: &flat, ..slices[0] }];
+        assert!(csf_partial_volume(&slices, SHAPE)[0].iter().all(|&o| !o));
+    }
+}

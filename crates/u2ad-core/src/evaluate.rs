@@ -220,14 +220,21 @@ fn optional_number(path: &Path, text: &str) -> Result<Option<f64>> {
     text.parse().map(Some).map_err(|_| CoreError::input(path, format!("'{text}' is not a number")))
 }
 
+/// The column `name` when it exists and holds at least one value.
+fn calibrated_column(headers: &[String], rows: &[csv::StringRecord], name: &str) -> Option<usize> {
+    let index = headers.iter().position(|h| h == name)?;
+    rows.iter().any(|r| r.get(index).is_some_and(|v| !v.is_empty())).then_some(index)
+}
+
 /// Reads `levels.csv` and `patients.csv` of a detection folder.
 pub fn read_detection_tables(dir: &Path) -> Result<DetectionTables> {
     let mut tables = DetectionTables::default();
     let path = dir.join(COHORT_LEVELS_CSV);
     let (headers, rows) = read_table(&path, &["subject", "level", "score", "call"])?;
     let column = |name: &str| headers.iter().position(|h| h == name).expect("checked");
-    // The calibrated z (one scale for every level, what the calls threshold) when the folder has it.
-    let sc = headers.iter().position(|h| h == "z").unwrap_or_else(|| column("score"));
+    // The calibrated z (one scale for every level, what the calls threshold) when the folder has
+    // it (a fixed --threshold leaves it empty: then the score).
+    let sc = calibrated_column(&headers, &rows, "z").unwrap_or_else(|| column("score"));
     let (s, l, c) = (column("subject"), column("level"), column("call"));
     for row in &rows {
         let level = DiscLevel::ALL
@@ -240,7 +247,7 @@ pub fn read_detection_tables(dir: &Path) -> Result<DetectionTables> {
     let path = dir.join(COHORT_PATIENTS_CSV);
     let (headers, rows) = read_table(&path, &["subject", "patient_score", "call"])?;
     let column = |name: &str| headers.iter().position(|h| h == name).expect("checked");
-    let sc = headers.iter().position(|h| h == "patient_z").unwrap_or_else(|| column("patient_score"));
+    let sc = calibrated_column(&headers, &rows, "patient_z").unwrap_or_else(|| column("patient_score"));
     let (s, c) = (column("subject"), column("call"));
     for row in &rows {
         tables.patients.insert(row[s].to_string(), (optional_number(&path, &row[sc])?, &row[c] == "positive"));

@@ -344,6 +344,7 @@ pub fn curve_figure(curve: &CurveData, title: &str) -> Result<Vec<u8>, FigureErr
         .iter()
         .map(|p| p.1)
         .chain(curve.levels.iter().filter_map(|l| l.threshold))
+        .chain(curve.levels.iter().filter_map(|l| l.peak.map(|p| p.1)))
         .fold(0.0f64, f64::max);
     let y_max = if y_top > 0.0 { y_top * 1.15 } else { 1e-3 };
     let mut rgb = vec![255u8; width * height * 3];
@@ -360,7 +361,7 @@ pub fn curve_figure(curve: &CurveData, title: &str) -> Result<Vec<u8>, FigureErr
             .configure_mesh()
             .disable_mesh()
             .x_desc("position along the cord, mm from the centre of C2 (inferior to the right)")
-            .y_desc("anomaly curve (mean AU)")
+            .y_desc("curve (line); level scores, thresholds (dots, dashes)")
             .label_style((FONT, 12))
             .axis_desc_style((FONT, 13))
             .y_label_formatter(&|v| format_value(*v))

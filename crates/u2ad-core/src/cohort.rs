@@ -83,9 +83,13 @@ fn find_label(dir: &Path, stem: &str, suffixes: &[String]) -> Option<PathBuf> {
 /// same person: the `source_participant` column of the BIDS `participants.tsv` (as `u2ad synth`
 /// writes it: each synthetic copy names the healthy scan it was made from) when it has a row for
 /// the subject, else the subject's BIDS participant label (`sub-XX` without its session, so two
-/// sessions of one person are one participant). `participants.tsv` is looked up in the dataset
-/// root above `image` (the parent of its `sub-XX` folder).
+/// sessions of one person are one participant; a name that is not a BIDS `sub-` label, such as
+/// a `.npy` slice's file name, is its own participant). `participants.tsv` is looked up in the
+/// dataset root above `image` (the parent of its `sub-XX` folder).
 pub fn participant_group(subject: &str, image: &Path) -> String {
+    if !subject.starts_with("sub-") {
+        return subject.to_string();
+    }
     let label = subject.split('_').next().unwrap_or(subject).to_string();
     let root = image.ancestors().find(|a| a.file_name().is_some_and(|n| n == label.as_str())).and_then(Path::parent);
     let Some(text) = root.and_then(|r| std::fs::read_to_string(r.join("participants.tsv")).ok()) else {
@@ -205,5 +209,7 @@ mod tests {
         // The shared cohort has no participants.tsv with sources.
         let errsm = sample_file("spine-t2/sub-errsm21/anat/sub-errsm21_T2w.nii.gz");
         assert_eq!(participant_group("sub-errsm21", &errsm), "sub-errsm21");
+        // Not a BIDS label (the reference's .npy slices): the whole name.
+        assert_eq!(participant_group("case_1", &root.join("case_1.npy")), "case_1");
     }
 }

@@ -441,7 +441,6 @@ impl NativeMaps {
     }
 }
 
-/// Projects every sample's maps onto the native grid of `reference` (the subject's image).
 /// The grid a subject's maps are written on: its scan's, read from `image_path`; for a
 /// reference `.npy` slice (no scan behind it) the 256 x 256 sample grid itself
 /// ([`Volume::sample_grid`]), onto which the sample maps project one to one.
@@ -453,6 +452,7 @@ pub fn map_grid(subject: &SubjectMeta) -> Result<Volume> {
     Volume::read(&subject.image_path)
 }
 
+/// Projects every sample's maps onto the native grid of `reference` (the subject's image).
 pub fn native_maps(maps: &SubjectMaps, candidates: &[CandidateMap], reference: &Volume) -> NativeMaps {
     let shape = reference.shape();
     let zeros = || Array3::<f32>::zeros((shape[0], shape[1], shape[2]));

@@ -1113,9 +1113,10 @@ pub fn call_cohort(cohort: &[SubjectScores], config: &CallConfig) -> Result<Vec<
                     let high_eu = matches!((mean_eu, eu_limit), (Some(eu), Some(limit)) if eu > limit);
                     let withheld = high_eu
                         && match config.uncertainty_gate {
+                            // No z (a fixed threshold, or too few references): nothing to be near.
                             UncertaintyGate::NearThreshold { margin, .. } => match (z, z_threshold) {
                                 (Some(z), Some(cut)) => (z - cut).abs() <= margin,
-                                _ => true,
+                                _ => false,
                             },
                             _ => true,
                         };

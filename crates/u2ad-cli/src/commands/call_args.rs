@@ -61,12 +61,12 @@ pub struct CallArgs {
     #[arg(long, value_enum, default_value = "cord3d")]
     pub level_score: LevelScoreArg,
     /// CSF partial volume inside the cord mask (default: the method's own setting, `exclude` for
-    /// U2AD, `keep` for the intensity recipe).
+    /// U2AD, `keep` for the intensity recipe). With --level-score cord3d only.
     #[arg(long, value_enum)]
     pub csf_partial_volume: Option<CsfArg>,
-    /// Erosion of the cord mask before scoring, in mm, in 3-D (default: the method's own, 1 mm for
-    /// U2AD, 2 mm for the intensity recipe). Two native voxels keep a mask that is one voxel too
-    /// large out of the CSF.
+    /// Erosion of the cord mask before scoring, in mm, in 3-D (default: 2 mm, about two native
+    /// voxels, for U2AD and the intensity recipe alike: a mask one voxel too large still stays
+    /// out of the CSF). With --level-score cord3d only.
     #[arg(long)]
     pub cord_erosion_mm: Option<f64>,
 }

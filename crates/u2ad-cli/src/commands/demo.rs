@@ -333,7 +333,7 @@ pub fn run(args: DemoArgs, context: &Context) -> anyhow::Result<()> {
     let seconds = started.elapsed().as_secs_f64();
     let notes = vec![
         format!("pretrained on {}; target: {} synthetic subjects ({lesion_subjects} with a lesion) from {}", PRETRAIN_SUBJECTS.join(", "), records.len(), TARGET_SUBJECTS.join(", ")),
-        "calls: cohort-calibrated against the other host only (never a copy of the same person), pooled over levels, 5 % false-positive rate per patient (Bonferroni over its levels), the same for every method".into(),
+        "calls: cohort-calibrated against the other hosts only (never a copy of the same person), pooled over levels, 5 % false-positive rate per patient (Bonferroni over its levels), the same for every method".into(),
         format!("wall time {seconds:.0} s; seed {}", args.seed),
     ];
     let report = out.join(DEMO_REPORT);

@@ -153,10 +153,11 @@ pub struct DetectArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
 
-    /// Which sagittal slices make the anomaly curve.
+    /// Which sagittal slices make the anomaly curve (the figures; the level scores too with
+    /// --level-score curve-peak).
     #[arg(long, value_enum, default_value = "all")]
     pub slices: SlicesArg,
-    /// Row statistic of the anomaly curve.
+    /// Row statistic of the anomaly curve (as --slices).
     #[arg(long, value_enum, default_value = "mean")]
     pub curve_statistic: StatisticArg,
 
@@ -166,7 +167,8 @@ pub struct DetectArgs {
     #[arg(long, default_value_t = 3.0, help_heading = "Scores and calls")]
     pub eu_gate: f64,
     /// High EU makes a level indeterminate only when its z is within this many robust standard
-    /// deviations of the threshold (the call could go either way); negative: whenever EU is high.
+    /// deviations of the threshold (the call could go either way; never with a fixed
+    /// --threshold, which has no z); negative: whenever EU is high.
     #[arg(long, default_value_t = 1.0, allow_negative_numbers = true, help_heading = "Scores and calls")]
     pub eu_gate_margin: f64,
     /// No indeterminate call for high EU.

@@ -208,13 +208,13 @@ pub fn intensity_baseline(cohort: &[CohortSubject<'_>], config: &IntensityBaseli
 pub struct IntensityPercentileConfig {
     /// Gaussian smoothing of the image before the percentile, in mm (in-plane).
     pub smoothing_sigma_mm: f64,
-    /// Samples entering the subject's cord median (as [`IntensityBaselineConfig`]).
-    pub min_eroded_cord_px: usize,
+    /// The subject's cord median: [`IntensityBaselineConfig`]'s (its sample selection).
+    pub cord_median: IntensityBaselineConfig,
 }
 
 impl Default for IntensityPercentileConfig {
     fn default() -> Self {
-        IntensityPercentileConfig { smoothing_sigma_mm: 0.7, min_eroded_cord_px: 100 }
+        IntensityPercentileConfig { smoothing_sigma_mm: 0.7, cord_median: IntensityBaselineConfig::default() }
     }
 }
 
@@ -241,8 +241,7 @@ pub fn intensity_percentile_baseline(
     config: &IntensityPercentileConfig,
 ) -> Result<SubjectMaps, BaselineError> {
     let eroded_cords: Vec<Vec<u8>> = subject.samples.iter().map(eroded).collect();
-    let baseline = IntensityBaselineConfig { min_eroded_cord_px: config.min_eroded_cord_px, ..Default::default() };
-    let cord_median = subject_signal(subject, &eroded_cords, &baseline)?.cord_median;
+    let cord_median = subject_signal(subject, &eroded_cords, &config.cord_median)?.cord_median;
     let samples = subject
         .samples
         .iter()

@@ -45,7 +45,7 @@ use crate::error::Result;
 use crate::levels::{vertebra_name, DiscLevel};
 use crate::sample::project_to_native;
 use crate::cohort::{nifti_stem, participant_group};
-use crate::level_scores::{level_scores, outside_level_scores, slice_spacing_mm, LevelScore, LevelScoreConfig, LevelStatistic, StackSlice};
+use crate::level_scores::{slice_spacing_mm, stack_scores, LevelScore, LevelScoreConfig, LevelStatistic, StackSlice};
 use crate::scoring::{
     anomaly_candidates, erode_3x3, peak_signal_ratio, score_subject, CandidateFilter, CandidateMap, PlaneShape,
     ScoringConfig, SegmentOutcome, SegmentPeak, SegmentScore, SliceMaps, SubjectScores,
@@ -367,9 +367,9 @@ pub fn score_maps(maps: &SubjectMaps, settings: &MapScoring) -> ScoredSubject {
             })
             .collect();
         let spacing = maps.samples.first().map_or(1.0, |s| slice_spacing_mm(&maps.subject, &s.meta));
-        let found = level_scores(&stack, shape, &settings.levels, settings.scoring.pixel_mm, spacing);
+        let (found, outside) = stack_scores(&stack, shape, &settings.levels, settings.scoring.pixel_mm, spacing);
         replace_segment_scores(&mut scores, &found, &slices, settings.scoring.pixel_mm);
-        scores.outside_levels = outside_level_scores(&stack, shape, &settings.levels, settings.scoring.pixel_mm, spacing);
+        scores.outside_levels = outside;
     }
     ScoredSubject { candidates, scores }
 }

@@ -334,15 +334,7 @@ pub fn level_scores(
     pixel_mm: f64,
     slice_spacing_mm: f64,
 ) -> Vec<LevelScore> {
-    let Some(stack) = ErodedStack::new(slices, shape, config, slice_spacing_mm) else { return Vec::new() };
-    DiscLevel::ALL
-        .into_iter()
-        .filter_map(|level| {
-            let (score, peak_slice, peak_row_px, voxels, in_plane_only) =
-                stack.score(config, pixel_mm, slice_spacing_mm, |s, row| s.row_segment[row] == level.code())?;
-            Some(LevelScore { level, score, peak_slice, peak_row_px, voxels, in_plane_only })
-        })
-        .collect()
+    stack_scores(slices, shape, config, pixel_mm, slice_spacing_mm).0
 }
 
 /// Scores the cord above the first level and below the last ([`OutsideRegion`]), as
@@ -355,8 +347,27 @@ pub fn outside_level_scores(
     pixel_mm: f64,
     slice_spacing_mm: f64,
 ) -> Vec<OutsideScore> {
-    let Some(stack) = ErodedStack::new(slices, shape, config, slice_spacing_mm) else { return Vec::new() };
-    OutsideRegion::ALL
+    stack_scores(slices, shape, config, pixel_mm, slice_spacing_mm).1
+}
+
+/// [`level_scores`] and [`outside_level_scores`] from one erosion and one CSF fill of the stack.
+pub fn stack_scores(
+    slices: &[StackSlice<'_>],
+    shape: PlaneShape,
+    config: &LevelScoreConfig,
+    pixel_mm: f64,
+    slice_spacing_mm: f64,
+) -> (Vec<LevelScore>, Vec<OutsideScore>) {
+    let Some(stack) = ErodedStack::new(slices, shape, config, slice_spacing_mm) else { return (Vec::new(), Vec::new()) };
+    let levels = DiscLevel::ALL
+        .into_iter()
+        .filter_map(|level| {
+            let (score, peak_slice, peak_row_px, voxels, in_plane_only) =
+                stack.score(config, pixel_mm, slice_spacing_mm, |s, row| s.row_segment[row] == level.code())?;
+            Some(LevelScore { level, score, peak_slice, peak_row_px, voxels, in_plane_only })
+        })
+        .collect();
+    let outside = OutsideRegion::ALL
         .into_iter()
         .filter_map(|region| {
             let (score, peak_slice, peak_row_px, voxels, _) =
@@ -365,7 +376,8 @@ pub fn outside_level_scores(
             let volume_mm3 = voxels as f64 * pixel_mm * pixel_mm * slice_spacing_mm;
             (volume_mm3 >= MIN_OUTSIDE_VOLUME_MM3).then_some(OutsideScore { region, score, peak_slice, peak_row_px })
         })
-        .collect()
+        .collect();
+    (levels, outside)
 }
 
 /// The stack with its cord eroded in 3-D, and eroded as the reference erodes it (3 x 3 in-plane,

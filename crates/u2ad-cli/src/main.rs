@@ -84,7 +84,8 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             // One line: the file and the problem.
-            let text = format!("{error:#}").replace('\n', " ");
+            // Control characters of hostile file names are shown escaped, never sent raw.
+            let text = u2ad_core::names::printable(&format!("{error:#}").replace('\n', " "));
             eprintln!("u2ad: error: {text}");
             ExitCode::FAILURE
         }

@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
+use u2ad_core::staging::StagedWrites;
 
 /// The command line as typed.
 pub fn command_line() -> String {
@@ -20,9 +21,8 @@ pub fn sidecar_path(output: &Path) -> PathBuf {
     output.with_file_name(format!("{stem}.json"))
 }
 
-/// Writes the sidecar of `output` atomically: GeneratedBy (name, version, command) and `extra`.
-pub fn write_sidecar(output: &Path, extra: Value) -> anyhow::Result<PathBuf> {
-    let path = sidecar_path(output);
+/// The sidecar of `output`: GeneratedBy (name, version, command) and `extra`.
+fn sidecar_text(extra: Value) -> anyhow::Result<String> {
     let mut document = json!({
         "GeneratedBy": [{
             "Name": "u2ad",
@@ -33,10 +33,23 @@ pub fn write_sidecar(output: &Path, extra: Value) -> anyhow::Result<PathBuf> {
     if let (Some(target), Value::Object(extra)) = (document.as_object_mut(), extra) {
         target.extend(extra);
     }
-    let text = serde_json::to_string_pretty(&document)?;
+    Ok(serde_json::to_string_pretty(&document)?)
+}
+
+/// Writes the sidecar of `output` atomically: GeneratedBy (name, version, command) and `extra`.
+pub fn write_sidecar(output: &Path, extra: Value) -> anyhow::Result<PathBuf> {
+    let path = sidecar_path(output);
+    let text = sidecar_text(extra)?;
     u2ad_core::volume::write_atomically(&path, |tmp| {
-        std::fs::write(tmp, &text).map_err(|e| u2ad_core::CoreError::io(tmp, e))
+        std::fs::write(tmp, &text).map_err(|e| u2ad_core::CoreError::io(&path, e))
     })?;
+    Ok(path)
+}
+
+/// Stages the sidecar of `output` with the other files of one step (see [`StagedWrites`]).
+pub fn stage_sidecar(staged: &StagedWrites, output: &Path, extra: Value) -> anyhow::Result<PathBuf> {
+    let path = sidecar_path(output);
+    staged.write(&path, sidecar_text(extra)?.as_bytes())?;
     Ok(path)
 }
 

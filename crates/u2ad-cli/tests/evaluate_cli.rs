@@ -70,7 +70,7 @@ fn the_intensity_baseline_finds_bright_synthetic_lesions() {
     let subjects = discover_bids(&truth, &DiscoveryOptions::default()).unwrap();
     assert_eq!(subjects.len(), 4);
     for subject in &subjects {
-        let outputs = SubjectOutputs::new(&detections, &subject.subject, &subject.image);
+        let outputs = SubjectOutputs::new(&detections, &subject.subject, &subject.image).unwrap();
         for path in outputs.nifti_maps().iter().chain([outputs.levels_csv(), outputs.patient_json(), outputs.curve_csv(), outputs.sample_maps(), outputs.maps_figure(), outputs.curve_figure()].iter()) {
             assert!(path.is_file(), "{}", path.display());
         }

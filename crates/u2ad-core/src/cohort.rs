@@ -18,6 +18,28 @@ pub struct SubjectFiles {
     pub levels: Option<PathBuf>,
 }
 
+impl SubjectFiles {
+    /// SHA-256 (16 hex digits) of the contents of the image, masks and levels, each tagged with
+    /// its role: what a reused result must match, wherever the files now lie.
+    pub fn content_hash(&self) -> Result<String> {
+        use sha2::{Digest, Sha256};
+        let mut hasher = Sha256::new();
+        let roles = [("image", Some(&self.image)), ("cord", self.cord_mask.as_ref()), ("csf", self.csf_mask.as_ref()), ("levels", self.levels.as_ref())];
+        for (role, path) in roles {
+            hasher.update(role.as_bytes());
+            match path {
+                Some(path) => {
+                    let bytes = std::fs::read(path).map_err(|e| CoreError::io(path, e))?;
+                    hasher.update((bytes.len() as u64).to_le_bytes());
+                    hasher.update(&bytes);
+                }
+                None => hasher.update(b"none"),
+            }
+        }
+        Ok(hasher.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect())
+    }
+}
+
 /// Suffixes of the label files next to `<image stem>` under the labels directory.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LabelSuffixes {
@@ -149,6 +171,7 @@ pub fn discover_bids(root: &Path, options: &DiscoveryOptions) -> Result<Vec<Subj
                 let label_dir = labels_root.join(relative);
                 // `sub-XX[_ses-YY][_acq-ZZ]`: the image name without its suffix.
                 let id = stem.trim_end_matches(&image_suffix).to_string();
+                crate::names::check_subject_id(&id, &image)?;
                 found.push(SubjectFiles {
                     subject: id,
                     cord_mask: find_label(&label_dir, &stem, &options.suffixes.cord),

@@ -190,8 +190,17 @@ impl PreparedDataset {
         }
     }
 
+    /// Every subject name valid ([`crate::names`]); `path` is the file named in the error.
+    fn check_subject_names(meta: &DatasetMeta, path: &Path) -> Result<()> {
+        for subject in &meta.subjects {
+            crate::names::check_subject_id(&subject.subject, path)?;
+        }
+        Ok(())
+    }
+
     /// Writes the file atomically.
     pub fn write(&self, path: &Path) -> Result<()> {
+        Self::check_subject_names(&self.meta, path)?;
         let n = self.len();
         let image = tensor_file::f32_bytes(&self.image);
         let plane = vec![n, SAMPLE_SIZE, SAMPLE_SIZE];
@@ -214,6 +223,7 @@ impl PreparedDataset {
                 meta.format_version
             )));
         }
+        Self::check_subject_names(&meta, path)?;
         let n = meta.samples.len();
         let plane = [n, SAMPLE_SIZE, SAMPLE_SIZE];
         Ok(PreparedDataset {
@@ -225,6 +235,21 @@ impl PreparedDataset {
             meta,
         })
     }
+}
+
+/// SHA-256 (16 hex digits) of prepared samples: their geometry and every array, so that a
+/// result made from them is reused only for the same content.
+pub fn samples_hash(samples: &[PreparedSample]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    for s in samples {
+        hasher.update(serde_json::to_vec(&s.meta).unwrap_or_default());
+        hasher.update(tensor_file::f32_bytes(&s.image));
+        for mask in [&s.roi, &s.cord, &s.csf, &s.row_segment] {
+            hasher.update(mask);
+        }
+    }
+    hasher.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
 
 /// One sample before it joins a dataset.

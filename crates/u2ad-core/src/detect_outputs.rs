@@ -45,6 +45,7 @@ use crate::error::Result;
 use crate::levels::{vertebra_name, DiscLevel};
 use crate::sample::project_to_native;
 use crate::cohort::{nifti_stem, participant_group};
+use crate::names;
 use crate::level_scores::{slice_spacing_mm, stack_scores, LevelScore, LevelScoreConfig, LevelStatistic, StackSlice};
 use crate::scoring::{
     anomaly_candidates, erode_3x3, peak_signal_ratio, score_subject, CandidateFilter, CandidateMap, PlaneShape,
@@ -74,18 +75,21 @@ pub struct SubjectOutputs {
 }
 
 impl SubjectOutputs {
-    /// Folders from the subject id (`sub-XX` or `sub-XX_ses-YY[_…]`) and the image name.
-    pub fn new(out: &Path, subject: &str, image: &Path) -> SubjectOutputs {
-        let mut dir = out.to_path_buf();
+    /// Folders from the subject id (`sub-XX` or `sub-XX_ses-YY[_…]`) and the image name. The
+    /// id is checked ([`crate::names`]) and the folders must stay inside `out`, whatever the
+    /// name and whatever symbolic links `out` already holds.
+    pub fn new(out: &Path, subject: &str, image: &Path) -> Result<SubjectOutputs> {
+        names::check_subject_id(subject, image)?;
+        let mut relative = PathBuf::new();
         let mut parts = subject.split('_');
-        let first = parts.next().unwrap_or(subject);
-        dir.push(first);
+        relative.push(parts.next().unwrap_or(subject));
         if let Some(session) = parts.find(|p| p.starts_with("ses-")) {
-            dir.push(session);
+            relative.push(session);
         }
+        let dir = names::path_inside(out, &relative)?;
         let stem = nifti_stem(image);
-        let stem = if stem.is_empty() { subject.to_string() } else { stem };
-        SubjectOutputs { anat_dir: dir.join("anat"), figures_dir: dir.join("figures"), stem }
+        let stem = if stem.is_empty() || stem.starts_with('.') { subject.to_string() } else { stem };
+        Ok(SubjectOutputs { anat_dir: dir.join("anat"), figures_dir: dir.join("figures"), stem })
     }
 
     fn anat(&self, suffix: &str) -> PathBuf {
@@ -476,14 +480,14 @@ mod tests {
 
     #[test]
     fn names_follow_bids_derivatives() {
-        let o = SubjectOutputs::new(Path::new("out"), "sub-01_ses-02", Path::new("/d/sub-01/ses-02/anat/sub-01_ses-02_T2w.nii.gz"));
+        let o = SubjectOutputs::new(Path::new("out"), "sub-01_ses-02", Path::new("/d/sub-01/ses-02/anat/sub-01_ses-02_T2w.nii.gz")).unwrap();
         assert_eq!(o.anat_dir, Path::new("out/sub-01/ses-02/anat"));
         assert_eq!(o.anomaly_map(), Path::new("out/sub-01/ses-02/anat/sub-01_ses-02_T2w_desc-anomaly.nii.gz"));
         assert_eq!(o.candidates_mask(), Path::new("out/sub-01/ses-02/anat/sub-01_ses-02_T2w_label-candidates_mask.nii.gz"));
         assert_eq!(o.maps_figure(), Path::new("out/sub-01/ses-02/figures/sub-01_ses-02_T2w_desc-maps_qc.png"));
         assert_eq!(sidecar_of(&o.anomaly_map()), Path::new("out/sub-01/ses-02/anat/sub-01_ses-02_T2w_desc-anomaly.json"));
         assert_eq!(sidecar_of(&o.levels_csv()), Path::new("out/sub-01/ses-02/anat/sub-01_ses-02_T2w_desc-levels_scores.json"));
-        let plain = SubjectOutputs::new(Path::new("o"), "sub-x", Path::new("scan.nii"));
+        let plain = SubjectOutputs::new(Path::new("o"), "sub-x", Path::new("scan.nii")).unwrap();
         assert_eq!(plain.anomaly_map(), Path::new("o/sub-x/anat/scan_desc-anomaly.nii.gz"));
     }
 

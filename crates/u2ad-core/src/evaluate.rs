@@ -339,7 +339,7 @@ pub fn evaluate_subject(truth: &TruthSubject, detections: &Path, tables: &Detect
         }
         None => Volume { data: ndarray::Array3::zeros(image.data.dim()), ..image.clone() },
     };
-    let outputs = SubjectOutputs::new(detections, &truth.subject, &truth.image);
+    let outputs = SubjectOutputs::new(detections, &truth.subject, &truth.image)?;
     let missing = |path: PathBuf| -> Result<PathBuf> {
         if path.is_file() {
             Ok(path)

@@ -7,6 +7,7 @@
 //! | `model.mpk` | the weights, as burn's named MessagePack record (full precision, with parameter ids) |
 //! | `optimizer.mpk` | Adam's state (step count, first and second moments per parameter id) |
 //! | `maps.safetensors` | the maps in use (adaptation only): `epistemic`, `aleatoric`, and `anomaly` when it differs from `aleatoric` (`[samples, H, W]` f32) |
+//! | `SHA256SUMS` | the SHA-256 of the three files above (`sha256sum -c` reads it), checked on loading |
 //! | `state.json` | [`CheckpointState`]: epochs done, configuration, dataset hash, samples, records |
 //!
 //! It is written into `checkpoints/.tmp-epoch-NNNN` and renamed into place, so a checkpoint folder
@@ -21,7 +22,7 @@ use std::path::{Path, PathBuf};
 use burn::module::Module;
 use burn::optim::adaptor::OptimizerAdaptor;
 use burn::optim::{Adam, Optimizer};
-use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
+use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Recorder};
 use burn::tensor::backend::AutodiffBackend;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
@@ -42,6 +43,7 @@ const MODEL_FILE: &str = "model.mpk";
 const OPTIMIZER_FILE: &str = "optimizer.mpk";
 const MAPS_FILE: &str = "maps.safetensors";
 const STATE_FILE: &str = "state.json";
+const HASHES_FILE: &str = "SHA256SUMS";
 
 /// Which command a run belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -155,11 +157,45 @@ pub fn latest_checkpoint(run_dir: &Path) -> Option<PathBuf> {
     list_checkpoints(run_dir).pop().map(|(_, path)| path)
 }
 
-fn recorder() -> NamedMpkFileRecorder<FullPrecisionSettings> {
-    NamedMpkFileRecorder::<FullPrecisionSettings>::new()
+/// burn's named MessagePack, encoded in memory so that writing it is a plain file write (whose
+/// error says "No space left on device") and reading it can be checked against its hash first.
+fn recorder() -> NamedMpkBytesRecorder<FullPrecisionSettings> {
+    NamedMpkBytesRecorder::<FullPrecisionSettings>::new()
 }
 
-fn write_maps(path: &Path, maps: &UncertaintyMaps, side: usize) -> Result<(), CheckpointError> {
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Writes `bytes` to `path` and returns its `SHA256SUMS` line.
+fn write_hashed(path: &Path, bytes: &[u8]) -> Result<String, CheckpointError> {
+    std::fs::write(path, bytes).map_err(|e| fail(path, e))?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    Ok(format!("{}  {name}\n", sha256_hex(bytes)))
+}
+
+/// Reads a checkpoint file and checks it against `SHA256SUMS` (when the checkpoint has one).
+fn read_hashed(dir: &Path, name: &str) -> Result<Vec<u8>, CheckpointError> {
+    let path = dir.join(name);
+    let bytes = std::fs::read(&path).map_err(|e| fail(&path, e))?;
+    let Ok(sums) = std::fs::read_to_string(dir.join(HASHES_FILE)) else { return Ok(bytes) };
+    let recorded = sums.lines().find_map(|line| line.split_once("  ").filter(|(_, n)| *n == name).map(|(h, _)| h.to_string()));
+    match recorded {
+        Some(hash) if hash == sha256_hex(&bytes) => Ok(bytes),
+        Some(_) => Err(fail(&path, "the checkpoint file is damaged or truncated (its SHA-256 differs from the one recorded when it was written)")),
+        None => Err(fail(&path, format!("not listed in {HASHES_FILE}: the checkpoint is incomplete"))),
+    }
+}
+
+/// One line for a record that does not decode (burn's messages span several lines).
+fn undecodable(path: &Path, error: impl std::fmt::Display) -> CheckpointError {
+    let text = error.to_string();
+    let first = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("unknown error");
+    fail(path, format!("cannot decode the checkpoint file (truncated, damaged, or from another u2ad version): {first}"))
+}
+
+fn write_maps(path: &Path, maps: &UncertaintyMaps, side: usize) -> Result<String, CheckpointError> {
     let n = maps.epistemic.len() / maps.pixels.max(1);
     let bytes = |v: &[f32]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
     let (eu, au, anomaly) = (bytes(&maps.epistemic), bytes(&maps.aleatoric), bytes(&maps.anomaly));
@@ -173,12 +209,13 @@ fn write_maps(path: &Path, maps: &UncertaintyMaps, side: usize) -> Result<(), Ch
     }
     let metadata: HashMap<String, String> = [("epoch".to_string(), maps.epoch.to_string())].into_iter().collect();
     let data = safetensors::serialize(tensors, &Some(metadata)).map_err(|e| fail(path, e))?;
-    std::fs::write(path, data).map_err(|e| fail(path, e))
+    write_hashed(path, &data)
 }
 
-fn read_maps(path: &Path, pixels: usize, epoch: usize) -> Result<UncertaintyMaps, CheckpointError> {
-    let bytes = std::fs::read(path).map_err(|e| fail(path, e))?;
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| fail(path, e))?;
+fn read_maps(dir: &Path, pixels: usize, epoch: usize) -> Result<UncertaintyMaps, CheckpointError> {
+    let path = &dir.join(MAPS_FILE);
+    let bytes = read_hashed(dir, MAPS_FILE)?;
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| undecodable(path, e))?;
     let fetch = |name: &str| -> Result<Vec<f32>, CheckpointError> {
         let t = st.tensor(name).map_err(|e| fail(path, e))?;
         if t.dtype() != Dtype::F32 {
@@ -213,12 +250,16 @@ pub fn save_checkpoint<B: AutodiffBackend>(
     std::fs::create_dir_all(&tmp).map_err(|e| fail(&tmp, e))?;
     let written = (|| -> Result<(), CheckpointError> {
         let model_path = tmp.join(MODEL_FILE);
-        recorder().record(model.clone().into_record(), model_path.clone()).map_err(|e| fail(&model_path, e))?;
+        let bytes = recorder().record(model.clone().into_record(), ()).map_err(|e| fail(&model_path, e))?;
+        let mut sums = write_hashed(&model_path, &bytes)?;
         let optimizer_path = tmp.join(OPTIMIZER_FILE);
-        recorder().record(optimizer.to_record(), optimizer_path.clone()).map_err(|e| fail(&optimizer_path, e))?;
+        let bytes = recorder().record(optimizer.to_record(), ()).map_err(|e| fail(&optimizer_path, e))?;
+        sums += &write_hashed(&optimizer_path, &bytes)?;
         if let Some(maps) = maps {
-            write_maps(&tmp.join(MAPS_FILE), maps, model.grid().image_size)?;
+            sums += &write_maps(&tmp.join(MAPS_FILE), maps, model.grid().image_size)?;
         }
+        let sums_path = tmp.join(HASHES_FILE);
+        std::fs::write(&sums_path, sums).map_err(|e| fail(&sums_path, e))?;
         let state_path = tmp.join(STATE_FILE);
         let json = serde_json::to_vec_pretty(state).expect("checkpoint state serialises");
         std::fs::write(&state_path, json).map_err(|e| fail(&state_path, e))
@@ -286,15 +327,16 @@ pub fn load_checkpoint<B: AutodiffBackend>(
 ) -> Result<LoadedCheckpoint<B>, CheckpointError> {
     let state = read_checkpoint_state(dir)?;
     let model_path = dir.join(MODEL_FILE);
-    let record = recorder().load(model_path.clone(), device).map_err(|e| fail(&model_path, e))?;
+    let bytes = read_hashed(dir, MODEL_FILE)?;
+    let record = recorder().load(bytes, device).map_err(|e| undecodable(&model_path, e))?;
     let model = model.load_record(record);
     let optimizer_path = dir.join(OPTIMIZER_FILE);
+    let bytes = read_hashed(dir, OPTIMIZER_FILE)?;
     let record: <TrainingOptimizer<B> as Optimizer<MaskedAutoencoder<B>, B>>::Record =
-        recorder().load(optimizer_path.clone(), device).map_err(|e| fail(&optimizer_path, e))?;
+        recorder().load(bytes, device).map_err(|e| undecodable(&optimizer_path, e))?;
     let optimizer = optimizer.load_record(record);
-    let maps_path = dir.join(MAPS_FILE);
     let maps = match state.maps_epoch {
-        Some(epoch) => Some(read_maps(&maps_path, model.grid().image_pixels(), epoch)?),
+        Some(epoch) => Some(read_maps(dir, model.grid().image_pixels(), epoch)?),
         None => None,
     };
     Ok(LoadedCheckpoint { state, model, optimizer, maps })

@@ -65,7 +65,7 @@ fn run_on<B: AutodiffBackend>(args: AdaptArgs, context: &Context, device: &B::De
     if let Some(n) = args.refresh_every {
         config.adaptation.refresh_every = n;
     }
-    let (pretrained, info) = u2ad_model::load_model::<B>(&args.model, device)?;
+    let (pretrained, info) = super::load_checked_model::<B>(&args.model, device)?;
     // The model file decides the sizes; the [model] table of the configuration is replaced.
     config.model = info.config.clone();
     let pretrained_epochs = info.provenance.get("epochs").and_then(|e| e.as_u64()).map(|e| e as usize);
@@ -75,7 +75,7 @@ fn run_on<B: AutodiffBackend>(args: AdaptArgs, context: &Context, device: &B::De
             args.model.display()
         );
     }
-    common::save_config(&config, &args.out)?;
+    let config_file = common::resolved_config(&config, &args.out)?;
     let data = common::load_data(&args.data, &config)?;
     let total = config.adaptation.eu_epochs + config.adaptation.au_epochs;
     if !context.quiet {
@@ -91,7 +91,7 @@ fn run_on<B: AutodiffBackend>(args: AdaptArgs, context: &Context, device: &B::De
         );
     }
     let run = u2ad_model::train::RunOptions { dir: args.out.clone(), dataset_hash: data.hash.clone(), resume: args.training.resume };
-    let mut observer = common::ProgressObserver::new("adapt", context.quiet);
+    let mut observer = common::ProgressObserver::new("adapt", context.quiet, config_file);
     let outcome = u2ad_model::adapt::<B>(pretrained, pretrained_epochs.unwrap_or(0), &data.set, &config, &run, &mut observer, device);
     observer.finish();
     let outcome = outcome.with_context(|| format!("adapting {}", args.model.display()))?;

@@ -34,7 +34,8 @@ use super::call_args::CallArgs;
 use super::cohort_outputs::{merged, write_cohort, CohortFolder, SubjectResult};
 use super::Context;
 use crate::progress;
-use crate::sidecar::write_sidecar;
+use crate::sidecar::stage_sidecar;
+use u2ad_core::staging::StagedWrites;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum BaselineMethod {
@@ -208,7 +209,7 @@ pub fn write_detection_folder(folder: &DetectionFolder, maps: Vec<SubjectMaps>, 
         .into_par_iter()
         .map(|subject_maps| {
             let meta = &subject_maps.subject;
-            let outputs = SubjectOutputs::new(&folder.out, &meta.subject, &meta.image_path);
+            let outputs = SubjectOutputs::new(&folder.out, &meta.subject, &meta.image_path)?;
             let scored = score_maps(&subject_maps, &folder.scoring);
             let reference = map_grid(meta)?;
             let native = native_maps(&subject_maps, &scored.candidates, &reference);
@@ -219,16 +220,20 @@ pub fn write_detection_folder(folder: &DetectionFolder, maps: Vec<SubjectMaps>, 
                 .map(|p| p.display().to_string())
                 .collect();
             let provenance = merged(json!({"Sources": sources}), &folder.provenance);
+            // The subject's maps land together or not at all.
+            let staged = StagedWrites::new();
             for ((path, (map, is_mask)), description) in outputs.nifti_maps().iter().zip(native.named()).zip(folder.map_descriptions) {
                 let voxel_type = if is_mask { VoxelType::UInt8 } else { VoxelType::Float32 };
-                reference.write_like(map.view(), voxel_type, path)?;
-                write_sidecar(path, merged(json!({"Description": description, "SpatialReference": "orig"}), &provenance))?;
+                staged.write_with(path, |tmp| reference.write_like(map.view(), voxel_type, tmp))?;
+                stage_sidecar(&staged, path, merged(json!({"Description": description, "SpatialReference": "orig"}), &provenance))?;
             }
-            subject_maps.write(&outputs.sample_maps())?;
-            write_sidecar(
+            staged.write_with(&outputs.sample_maps(), |tmp| subject_maps.write(tmp))?;
+            stage_sidecar(
+                &staged,
                 &outputs.sample_maps(),
                 merged(json!({"Description": "256 x 256 sagittal sample maps (image, expected signal, EU, anomaly map, ROI, cord, level rows) for rescoring"}), &provenance),
             )?;
+            staged.commit()?;
             bar.inc(1);
             Ok((subject_maps, scored, outputs))
         })

@@ -19,12 +19,12 @@ use u2ad_core::scoring::{
     call_cohort, level_rows, CallConfig, CandidateMap, FalsePositiveScope, IndeterminateReason, LevelPooling, PatientCall, SegmentCall,
     SubjectDecision, SubjectScores, Threshold,
 };
-use u2ad_core::volume::write_atomically;
 use u2ad_report::figures::{curve_figure, maps_figure, CurveData, LevelSpan, OverlayLimits, RowLine, SliceMaps};
 use u2ad_report::html::{render_report, Report, ReportFigure, ReportLevel, ReportSubject};
 
 use super::Context;
-use crate::sidecar::{command_line, write_sidecar};
+use crate::sidecar::{command_line, stage_sidecar};
+use u2ad_core::staging::StagedWrites;
 
 /// What the cohort half needs of a subject: its scores, the mid-sagittal sample for figures, and
 /// where its files go.
@@ -145,17 +145,20 @@ struct CurveCsvRow {
     value: Option<f64>,
 }
 
+/// The rows as CSV with a header; a text cell a spreadsheet would run as a formula is escaped
+/// ([`u2ad_core::names::csv_cell`]).
 pub fn csv_bytes<T: Serialize>(rows: &[T]) -> anyhow::Result<Vec<u8>> {
-    let mut writer = csv::Writer::from_writer(Vec::new());
+    let mut plain = csv::Writer::from_writer(Vec::new());
     for row in rows {
-        writer.serialize(row)?;
+        plain.serialize(row)?;
     }
-    writer.into_inner().map_err(|e| anyhow::anyhow!("{e}"))
-}
-
-pub fn write_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    write_atomically(path, |tmp| std::fs::write(tmp, bytes).map_err(|e| u2ad_core::CoreError::io(tmp, e)))?;
-    Ok(())
+    let plain = plain.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut reader = csv::ReaderBuilder::new().has_headers(false).from_reader(&plain[..]);
+    let mut escaped = csv::Writer::from_writer(Vec::new());
+    for record in reader.records() {
+        escaped.write_record(record?.iter().map(|cell| u2ad_core::names::csv_cell(cell).into_owned()))?;
+    }
+    escaped.into_inner().map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 pub fn patient_call_label(call: PatientCall) -> &'static str {
@@ -235,6 +238,12 @@ pub fn write_cohort(
     detected: &[SubjectResult],
     context: &Context,
 ) -> anyhow::Result<(Vec<String>, Vec<SubjectDecision>)> {
+    if detected.is_empty() {
+        // Nothing to call: no empty tables or report that would read as "no finding".
+        anyhow::bail!("no subject was detected, so no cohort tables or report were written");
+    }
+    // Every file of this step lands together when all are written (a full disk leaves none).
+    let staged = StagedWrites::new();
     let scores: Vec<SubjectScores> = detected.iter().map(|d| d.scored.scores.clone()).collect();
     let decisions = call_cohort(&scores, folder.calls).map_err(|e| anyhow::anyhow!("{e}"))?;
     let (calibration_text, warnings) = calibration(folder.calls, detected.len(), &decisions);
@@ -277,8 +286,9 @@ pub fn write_cohort(
             })
             .collect();
         let provenance = merged(json!({"Sources": [d.image.display().to_string()]}), &folder.subject_provenance);
-        write_file(&d.outputs.levels_csv(), &csv_bytes(&rows)?)?;
-        write_sidecar(
+        staged.write(&d.outputs.levels_csv(), &csv_bytes(&rows)?)?;
+        stage_sidecar(
+            &staged,
             &d.outputs.levels_csv(),
             merged(
                 merged(json!({"Description": "Per disc level: anomaly score (see Scoring.levels), threshold, robust z of the score against the reference scores and the z threshold, call, peak position (mm from the centre of C2, inferior positive), extent along the cord (mm), peak signal / median cord signal, mean EU and the EU limit"}), &provenance),
@@ -313,7 +323,7 @@ pub fn write_cohort(
             ),
             &settings_json,
         );
-        write_file(&d.outputs.patient_json(), serde_json::to_string_pretty(&patient)?.as_bytes())?;
+        staged.write(&d.outputs.patient_json(), serde_json::to_string_pretty(&patient)?.as_bytes())?;
 
         // The curve.
         let origin = scores.position_origin.map(|o| o.row_px()).unwrap_or(0) as f64;
@@ -332,8 +342,9 @@ pub fn write_cohort(
                 value: *value,
             })
             .collect();
-        write_file(&d.outputs.curve_csv(), &csv_bytes(&curve_rows)?)?;
-        write_sidecar(
+        staged.write(&d.outputs.curve_csv(), &csv_bytes(&curve_rows)?)?;
+        stage_sidecar(
+            &staged,
             &d.outputs.curve_csv(),
             merged(json!({"Description": "Anomaly curve: per row of the 256 x 256 sagittal grid (0.78125 mm), the maximum over the sagittal slices of the mean candidate AU over the row's eroded cord; empty where no slice has eroded cord. position_mm: from the centre of C2, inferior positive"}), &provenance),
         )?;
@@ -363,8 +374,9 @@ pub fn write_cohort(
             let row_lines: Vec<RowLine> = lines.iter().map(|(r, n)| RowLine { row: *r as f64, label: n.clone() }).collect();
             let slice_title = format!("{title} · slice {} ({:+.1} mm from mid)", sample.meta.native_slice, sample.meta.offset_from_mid_mm);
             let png = maps_figure(&slice, &row_lines, limits, &slice_title)?;
-            write_file(&d.outputs.maps_figure(), &png)?;
-            write_sidecar(
+            staged.write(&d.outputs.maps_figure(), &png)?;
+            stage_sidecar(
+            &staged,
                 &d.outputs.maps_figure(),
                 merged(json!({"Description": "Mid-sagittal sample (largest eroded cord): image with the cord outlined, mean reconstruction, EU and AU overlays (cohort 99th-percentile colour limits), candidates outlined in magenta, vertebral centres in green", "ColourLimits": {"EU": limits.epistemic, "AU": limits.aleatoric}}), &provenance),
             )?;
@@ -402,8 +414,9 @@ pub fn write_cohort(
             levels: level_spans,
         };
         let png = curve_figure(&curve, &format!("{title} · anomaly curve"))?;
-        write_file(&d.outputs.curve_figure(), &png)?;
-        write_sidecar(
+        staged.write(&d.outputs.curve_figure(), &png)?;
+        stage_sidecar(
+            &staged,
             &d.outputs.curve_figure(),
             merged(json!({"Description": "Anomaly curve along the cord with the vertebral centres (green), each level's threshold (red dashes) and its peak coloured by its call"}), &provenance),
         )?;
@@ -481,17 +494,17 @@ pub fn write_cohort(
     let mut provenance = folder.cohort_provenance.clone();
     provenance["FailedSubjects"] = json!(folder.failed.iter().map(|(s, e)| json!({"subject": s, "error": e})).collect::<Vec<_>>());
     let levels_path = folder.out.join(COHORT_LEVELS_CSV);
-    write_file(&levels_path, &csv_bytes(&all_levels)?)?;
+    staged.write(&levels_path, &csv_bytes(&all_levels)?)?;
     let mut extra = provenance.clone();
     extra["Description"] = json!("Every subject and disc level (see the per-subject _desc-levels_scores.csv)");
     extra["Settings"] = settings_json.clone();
-    write_sidecar(&levels_path, extra)?;
+    stage_sidecar(&staged, &levels_path, extra)?;
     let patients_path = folder.out.join(COHORT_PATIENTS_CSV);
-    write_file(&patients_path, &csv_bytes(&patients)?)?;
+    staged.write(&patients_path, &csv_bytes(&patients)?)?;
     let mut extra = provenance.clone();
     extra["Description"] = json!("Every subject: patient score (maximum of the level scores), call and levels by call");
     extra["Settings"] = settings_json.clone();
-    write_sidecar(&patients_path, extra)?;
+    stage_sidecar(&staged, &patients_path, extra)?;
     let description = json!({
         "Name": folder.dataset_name,
         "BIDSVersion": "1.9.0",
@@ -499,7 +512,7 @@ pub fn write_cohort(
         "GeneratedBy": [{"Name": "u2ad", "Version": env!("CARGO_PKG_VERSION"), "Command": command_line()}],
         "SourceDatasets": [{"URL": folder.source_dataset}],
     });
-    write_file(&folder.out.join(DATASET_DESCRIPTION), serde_json::to_string_pretty(&description)?.as_bytes())?;
+    staged.write(&folder.out.join(DATASET_DESCRIPTION), serde_json::to_string_pretty(&description)?.as_bytes())?;
 
     let report = Report {
         title: format!("u2ad QC report{}: {} subject(s)", folder.method.map(|m| format!(" ({m})")).unwrap_or_default(), detected.len()),
@@ -517,7 +530,8 @@ pub fn write_cohort(
         subjects: report_subjects,
         failed: folder.failed.to_vec(),
     };
-    write_file(&folder.out.join(QC_REPORT_HTML), render_report(&report).as_bytes())?;
+    staged.write(&folder.out.join(QC_REPORT_HTML), render_report(&report).as_bytes())?;
+    staged.commit()?;
 
     if !context.quiet {
         println!("{:<16} {:>10}  {:<13} positive levels", "subject", "score", "call");

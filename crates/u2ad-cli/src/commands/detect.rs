@@ -32,7 +32,7 @@ use u2ad_core::scoring::{
     erode_3x3, CallConfig, PatientCall, PlaneShape, Polarity, RowStatistic, SliceSelection, UncertaintyGate,
 };
 use u2ad_core::volume::VoxelType;
-use u2ad_model::{load_model, mc_inference, McConfig, McSchedule, McSlice, MaskedAutoencoder, ModelInfo};
+use u2ad_model::{mc_inference, McConfig, McSchedule, McSlice, MaskedAutoencoder, ModelInfo};
 
 use super::call_args::CallArgs;
 use super::prepare::{find_inputs, read_slices, Inputs, ScanInputs};
@@ -40,7 +40,9 @@ use super::cohort_outputs::{merged, write_cohort, CohortFolder, SubjectResult as
 use super::train_common::{require_device, DeviceKind};
 use super::Context;
 use crate::progress;
-use crate::sidecar::write_sidecar;
+use crate::sidecar::stage_sidecar;
+use u2ad_core::names::printable;
+use u2ad_core::staging::StagedWrites;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum PolarityArg {
@@ -303,8 +305,15 @@ impl Job {
                 .collect(),
         }
     }
-}
 
+    /// The content hash of what this subject's maps are made from.
+    fn input_hash(&self) -> anyhow::Result<String> {
+        Ok(match self {
+            Job::Files(f) => f.content_hash()?,
+            Job::Prepared { samples, .. } => u2ad_core::dataset::samples_hash(samples),
+        })
+    }
+}
 
 fn hash_hex(text: &str) -> String {
     Sha256::digest(text.as_bytes()).iter().take(8).map(|b| format!("{b:02x}")).collect()
@@ -387,7 +396,7 @@ pub fn run(args: DetectArgs, context: &Context) -> anyhow::Result<()> {
 fn run_on<B: Backend>(args: DetectArgs, context: &Context, device: &B::Device) -> anyhow::Result<()> {
     let started = Instant::now();
     let (mc, scoring, calls) = settings_of(&args)?;
-    let (model, model_info) = load_model::<B>(&args.model, device)?;
+    let (model, model_info) = super::load_checked_model::<B>(&args.model, device)?;
     let grid = model_info.config.grid();
     if grid.image_size != SAMPLE_SIZE {
         bail!(
@@ -440,7 +449,7 @@ fn run_on<B: Backend>(args: DetectArgs, context: &Context, device: &B::Device) -
                 bar.set_message(subject.clone());
                 let result = detect_subject(job, &model, &run);
                 if let Err(error) = &result {
-                    bar.suspend(|| eprintln!("u2ad: {subject}: failed: {}", format!("{error:#}").replace('\n', " ")));
+                    bar.suspend(|| eprintln!("u2ad: {}: failed: {}", printable(&subject), printable(&format!("{error:#}").replace('\n', " "))));
                 }
                 bar.inc(1);
                 (subject, result)
@@ -457,6 +466,9 @@ fn run_on<B: Backend>(args: DetectArgs, context: &Context, device: &B::Device) -
         }
     }
 
+    if let (true, Some((subject, error))) = (detected.is_empty(), failed.first()) {
+        bail!("{} of {} subjects failed, nothing written (first: {}: {error})", failed.len(), failed.len(), printable(subject));
+    }
     // Phase 2: calls, tables, figures, report.
     let (warnings, calls) = finish_cohort(&detected, &failed, &run, &args, context)?;
     let reused = detected.iter().filter(|d| d.reused).count();
@@ -496,26 +508,27 @@ fn run_on<B: Backend>(args: DetectArgs, context: &Context, device: &B::Device) -
     Ok(())
 }
 
-/// Whether a previous run left this subject's maps with the same settings, model and inputs.
-fn reusable(outputs: &SubjectOutputs, run: &Run, sources: &[PathBuf]) -> bool {
+/// Whether a previous run left this subject's maps with the same settings, model and input
+/// content (a scan that changed in place is recomputed).
+fn reusable(outputs: &SubjectOutputs, run: &Run, input_hash: &str) -> bool {
     if run.force || !outputs.nifti_maps().iter().all(|p| p.is_file()) || !outputs.sample_maps().is_file() {
         return false;
     }
     let Ok(text) = std::fs::read_to_string(sidecar_of(&outputs.sample_maps())) else { return false };
     let Ok(sidecar) = serde_json::from_str::<Value>(&text) else { return false };
-    let sources: Vec<String> = sources.iter().map(|p| p.display().to_string()).collect();
     sidecar["ConfigHash"] == run.config_hash.as_str()
         && sidecar["ModelHash"] == run.model_info.hash.as_str()
-        && sidecar["Sources"] == json!(sources)
+        && sidecar["InputHash"] == input_hash
 }
 
 fn detect_subject<B: Backend>(job: Job, model: &MaskedAutoencoder<B>, run: &Run) -> anyhow::Result<Detected> {
     let started = Instant::now();
     let subject = job.subject().to_string();
     let image = job.image().to_path_buf();
-    let outputs = SubjectOutputs::new(&run.out, &subject, &image);
+    let outputs = SubjectOutputs::new(&run.out, &subject, &image)?;
     let sources = job.sources();
-    if reusable(&outputs, run, &sources) {
+    let input_hash = job.input_hash()?;
+    if reusable(&outputs, run, &input_hash) {
         match SubjectMaps::read(&outputs.sample_maps()) {
             Ok(maps) => return Ok(summarise(maps, outputs, image, run, started, true)),
             Err(error) => tracing::warn!("{subject}: recomputing: {error}"),
@@ -539,6 +552,13 @@ fn detect_subject<B: Backend>(job: Job, model: &MaskedAutoencoder<B>, run: &Run)
         .map(|(s, (image, _, _, region))| McSlice { image, roi: region, seed: slice_seed(run.seed, &subject, s.meta.native_slice) })
         .collect();
     let mc_maps = mc_inference(model, &slices, &run.mc);
+    if let Some((s, _)) = samples.iter().zip(&mc_maps).find(|(_, m)| m.mean.iter().any(|v| !v.is_finite())) {
+        bail!(
+            "{}: the model's reconstruction of native slice {} is NaN or infinite: no maps written (is the model file damaged?)",
+            image.display(),
+            s.meta.native_slice
+        );
+    }
     let results: Vec<SampleResult> = samples
         .iter()
         .zip(mc_maps)
@@ -555,7 +575,8 @@ fn detect_subject<B: Backend>(job: Job, model: &MaskedAutoencoder<B>, run: &Run)
     let maps = SubjectMaps { subject: meta, samples: results };
     let scored = score_maps(&maps, &run.scoring);
     let native = native_maps(&maps, &scored.candidates, &reference);
-    let provenance = run.provenance(&sources);
+    let mut provenance = run.provenance(&sources);
+    provenance["InputHash"] = json!(input_hash);
     let descriptions = [
         (match run.polarity {
             Polarity::Hyperintense => "Anomaly map: the aleatoric uncertainty |image - mean reconstruction| where the image is brighter than its reconstruction (hyperintense side only) and 0 where it is not, on the [0, 1] intensity scale, inside the cord eroded by 3 x 3 pixels; 0 elsewhere and on slices without cord",
@@ -565,22 +586,25 @@ fn detect_subject<B: Backend>(job: Job, model: &MaskedAutoencoder<B>, run: &Run)
         ("Mean of the K Monte-Carlo reconstructions inside the ROI (cord and CSF), the clipped input elsewhere, in the input's intensity units; 0 on slices without cord", "input intensity units"),
         ("Anomaly candidates: the AU above its 90th percentile in the eroded cord, 8-connected components of at least 2 pixels, the 3 best by mean x sum, per sagittal slice", "0/1"),
     ];
+    // Every file lands when all are written (a failure leaves none of them).
+    let staged = StagedWrites::new();
     for ((path, (map, is_mask)), (description, units)) in outputs.nifti_maps().iter().zip(native.named()).zip(descriptions) {
         let voxel_type = if is_mask { VoxelType::UInt8 } else { VoxelType::Float32 };
-        reference.write_like(map.view(), voxel_type, path)?;
+        staged.write_with(path, |tmp| reference.write_like(map.view(), voxel_type, tmp))?;
         let mut extra = provenance.clone();
         extra["Description"] = json!(description);
         extra["Units"] = json!(units);
         extra["SpatialReference"] = json!("orig");
-        write_sidecar(path, extra)?;
+        stage_sidecar(&staged, path, extra)?;
     }
     // The sample maps last: their sidecar marks the subject complete for a rerun.
-    maps.write(&outputs.sample_maps())?;
+    staged.write_with(&outputs.sample_maps(), |tmp| maps.write(tmp))?;
     let mut extra = provenance;
     extra["Description"] =
         json!("256 x 256 sagittal sample maps (image, mean reconstruction, EU, AU, ROI, cord, level rows) for rescoring");
     extra["Passes"] = json!(maps.samples.iter().map(|s| s.passes).collect::<Vec<_>>());
-    write_sidecar(&outputs.sample_maps(), extra)?;
+    stage_sidecar(&staged, &outputs.sample_maps(), extra)?;
+    staged.commit()?;
     Ok(Detected::new(maps, scored, outputs, image, started, false))
 }
 

@@ -120,12 +120,8 @@ fn subject_rows(method: &str, results: &[SubjectResult]) -> Vec<SubjectRow> {
 }
 
 fn write_csv<T: Serialize>(path: &Path, rows: &[T]) -> anyhow::Result<()> {
-    let mut writer = csv::Writer::from_writer(Vec::new());
-    for row in rows {
-        writer.serialize(row)?;
-    }
-    let bytes = writer.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?;
-    write_atomically(path, |tmp| std::fs::write(tmp, &bytes).map_err(|e| u2ad_core::CoreError::io(tmp, e)))?;
+    let bytes = super::cohort_outputs::csv_bytes(rows)?;
+    write_atomically(path, |tmp| std::fs::write(tmp, &bytes).map_err(|e| u2ad_core::CoreError::io(path, e)))?;
     Ok(())
 }
 

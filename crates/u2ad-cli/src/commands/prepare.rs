@@ -118,8 +118,15 @@ pub(crate) enum Inputs {
 
 pub(crate) fn find_inputs(input: Option<&PathBuf>, args: &ScanInputs) -> anyhow::Result<Inputs> {
     if let Some(image) = &args.image {
+        let subject = args.subject.clone().unwrap_or_else(|| subject_name_of(image));
+        if let Some(problem) = u2ad_core::names::subject_id_problem(&subject) {
+            match args.subject {
+                Some(_) => bail!("--subject: {problem}"),
+                None => bail!("{}: {problem} (taken from the file name; give --subject)", image.display()),
+            }
+        }
         return Ok(Inputs::Scans(vec![SubjectFiles {
-            subject: args.subject.clone().unwrap_or_else(|| subject_name_of(image)),
+            subject,
             image: image.clone(),
             cord_mask: args.cord.clone(),
             csf_mask: args.csf.clone(),
@@ -172,7 +179,7 @@ pub fn read_slices(paths: &[PathBuf]) -> Vec<(String, Result<PreparedSubject, u2
         .iter()
         .map(|path| {
             let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-            let result = ClinicalSlice::read(path).map(|slice| {
+            let result = u2ad_core::names::check_subject_id(&name, path).and_then(|()| ClinicalSlice::read(path)).map(|slice| {
                 let (meta, sample) = slice.into_prepared(&name, path);
                 PreparedSubject { meta, samples: vec![sample] }
             });
@@ -219,7 +226,7 @@ pub fn run(args: PrepareArgs, context: &Context) -> anyhow::Result<()> {
         return Err(failures.remove(0).1.into());
     }
     for (name, error) in &failures {
-        eprintln!("u2ad: {name}: {error}");
+        eprintln!("u2ad: {}: {}", u2ad_core::names::printable(name), u2ad_core::names::printable(&error.to_string()));
     }
     if !failures.is_empty() && !args.skip_failed {
         bail!(

@@ -48,7 +48,7 @@ fn run_on<B: AutodiffBackend>(args: PretrainArgs, context: &Context, device: &B:
     if let Some(epochs) = args.epochs {
         config.pretraining.epochs = epochs;
     }
-    common::save_config(&config, &args.out)?;
+    let config_file = common::resolved_config(&config, &args.out)?;
     let data = common::load_data(&args.data, &config)?;
     if !context.quiet {
         eprintln!(
@@ -61,7 +61,7 @@ fn run_on<B: AutodiffBackend>(args: PretrainArgs, context: &Context, device: &B:
         );
     }
     let run = u2ad_model::train::RunOptions { dir: args.out.clone(), dataset_hash: data.hash.clone(), resume: args.training.resume };
-    let mut observer = common::ProgressObserver::new("pretrain", context.quiet);
+    let mut observer = common::ProgressObserver::new("pretrain", context.quiet, config_file);
     let outcome = u2ad_model::pretrain::<B>(&data.set, &config, &run, &mut observer, device);
     observer.finish();
     let outcome = outcome?;

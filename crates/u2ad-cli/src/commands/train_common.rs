@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use u2ad_core::dataset::PreparedDataset;
 use u2ad_model::checkpoint::UncertaintyMaps;
 use u2ad_model::records::{EpochRecord, RefreshRecord};
-use u2ad_model::train::example_reconstruction;
+use u2ad_model::train::{example_reconstruction, TrainError};
 use u2ad_model::{save_model, TrainingConfig, TrainingObserver, TrainingOutcome, TrainingSet};
 
 use super::train_plots;
@@ -86,13 +86,12 @@ pub fn base_config(flags: &TrainingFlags, out: &Path) -> anyhow::Result<Training
     Ok(config)
 }
 
-/// Checks the configuration and saves it as `<out>/config.toml`.
-pub fn save_config(config: &TrainingConfig, out: &Path) -> anyhow::Result<()> {
+/// The run's `config.toml` (checked), written by [`ProgressObserver`] once the run has started,
+/// so that a run that fails its checks leaves no configuration behind or rewritten.
+pub fn resolved_config(config: &TrainingConfig, out: &Path) -> anyhow::Result<(PathBuf, String)> {
     config.validate().context("configuration")?;
-    std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create the output folder", out.display()))?;
-    let path = out.join(CONFIG_FILE);
     let text = format!("# Resolved configuration of `{}`\n{}", command_line(), config.to_toml());
-    u2ad_model::records::write_atomically(&path, text.as_bytes()).with_context(|| format!("{}: cannot write", path.display()))
+    Ok((out.join(CONFIG_FILE), text))
 }
 
 /// The dataset, its hash and its training samples.
@@ -118,11 +117,21 @@ pub struct ProgressObserver {
     total_epochs: usize,
     steps: usize,
     refresh_samples: usize,
+    config: (PathBuf, String),
 }
 
 impl ProgressObserver {
-    pub fn new(what: &str, quiet: bool) -> Self {
-        ProgressObserver { bar: ProgressBar::hidden(), quiet, what: what.to_string(), total_epochs: 0, steps: 0, refresh_samples: 0 }
+    /// `config`: the run's `config.toml` and its text, written when the run starts.
+    pub fn new(what: &str, quiet: bool, config: (PathBuf, String)) -> Self {
+        ProgressObserver {
+            bar: ProgressBar::hidden(),
+            quiet,
+            what: what.to_string(),
+            total_epochs: 0,
+            steps: 0,
+            refresh_samples: 0,
+            config,
+        }
     }
 
     pub fn finish(&self) {
@@ -131,7 +140,13 @@ impl ProgressObserver {
 }
 
 impl TrainingObserver for ProgressObserver {
-    fn run_started(&mut self, start_epoch: usize, total_epochs: usize, steps_per_epoch: usize) {
+    fn run_started(&mut self, start_epoch: usize, total_epochs: usize, steps_per_epoch: usize) -> Result<(), TrainError> {
+        let (path, text) = &self.config;
+        let io = |source: std::io::Error| TrainError::Io { path: path.display().to_string(), source };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        u2ad_model::records::write_atomically(path, text.as_bytes()).map_err(io)?;
         self.total_epochs = total_epochs;
         self.steps = steps_per_epoch;
         let remaining = (total_epochs.saturating_sub(start_epoch) * steps_per_epoch) as u64;
@@ -139,6 +154,7 @@ impl TrainingObserver for ProgressObserver {
         if start_epoch > 0 {
             self.bar.println(format!("resuming after epoch {start_epoch} of {total_epochs}"));
         }
+        Ok(())
     }
 
     fn refresh_started(&mut self, epoch: usize, samples: usize) {

@@ -271,8 +271,11 @@ pub struct RunOptions {
 
 /// Hooks for progress display; every method does nothing by default.
 pub trait TrainingObserver {
-    /// Before the first epoch that will run (`start_epoch` > 0 when resuming).
-    fn run_started(&mut self, _start_epoch: usize, _total_epochs: usize, _steps_per_epoch: usize) {}
+    /// Before the first epoch that will run (`start_epoch` > 0 when resuming), once every check
+    /// passed; an error (e.g. the run folder cannot be written) stops the run before it trains.
+    fn run_started(&mut self, _start_epoch: usize, _total_epochs: usize, _steps_per_epoch: usize) -> Result<(), TrainError> {
+        Ok(())
+    }
     /// Before a Monte-Carlo refresh of `samples` slices.
     fn refresh_started(&mut self, _epoch: usize, _samples: usize) {}
     /// `done` of the refresh's slices are finished.
@@ -538,7 +541,7 @@ pub fn train<B: AutodiffBackend>(
     }
     let resumed_at = start;
     let steps = set.steps_per_epoch(config.training.batch_size);
-    observer.run_started(start, total, steps);
+    observer.run_started(start, total, steps)?;
     let grid = model.grid();
     let side = grid.image_size;
     let schedule = config.optimizer.schedule();

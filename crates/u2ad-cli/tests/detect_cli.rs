@@ -257,14 +257,22 @@ fn detects_the_shared_cohort_writes_every_output_and_reuses_them() {
     assert_eq!((figure.width(), figure.height()), (1064, 582));
     let html = std::fs::read_to_string(out.join("qc_report.html")).unwrap();
     assert_eq!(html.matches("<section class=\"subject\"").count(), 5);
-    assert_eq!(html.matches("data:image/png;base64,").count(), 10);
+    // The figures are the PNG files beside the report, loaded when shown.
+    assert_eq!(html.matches("data:image/png;base64,").count(), 0);
+    assert_eq!(html.matches("loading=\"lazy\" src=\"sub-errsm").count(), 10);
+    assert!(html.contains("src=\"sub-errsm11/figures/sub-errsm11_T2w_desc-maps_qc.png\""));
 
-    // A second run reuses every subject and writes the same tables.
+    // A second run reuses every subject and writes the same tables; asked for, the report holds
+    // its figures.
     let levels_before = std::fs::read(out.join("levels.csv")).unwrap();
-    let again = u2ad(&args);
+    let mut self_contained = args.to_vec();
+    self_contained.push("--self-contained-report");
+    let again = u2ad(&self_contained);
     assert!(again.status.success(), "{}", text(&again.stderr));
     assert!(text(&again.stderr).contains("5 subjects done (5 reused)"), "{}", text(&again.stderr));
     assert_eq!(std::fs::read(out.join("levels.csv")).unwrap(), levels_before);
+    let html = std::fs::read_to_string(out.join("qc_report.html")).unwrap();
+    assert_eq!(html.matches("data:image/png;base64,").count(), 10);
     // The default polarity keeps the hyperintense side only: the same maps, zero where the image
     // is not brighter than its reconstruction, so never above the two-sided map.
     let hyper_out = dir.path().join("hyperintense");

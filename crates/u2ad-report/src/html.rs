@@ -1,8 +1,12 @@
-//! The cohort's QC report: one self-contained HTML file.
+//! The cohort's QC report: one HTML page.
 //!
-//! * Everything is inline: figures as `data:image/png;base64,…` URIs, the style sheet and the
-//!   script in the page. A Content-Security-Policy (`default-src 'none'`) forbids any request
-//!   the page could make, so it opens the same offline, from a USB stick or an e-mail.
+//! * The figures stay PNG files beside the page (as in SCT's QC report), loaded lazily when their
+//!   subject is shown, so that the page stays small for thousands of subjects
+//!   ([`FigureMode::Linked`], a few hundred bytes per subject); or, for small cohorts, inline as
+//!   `data:image/png;base64,…` URIs in one self-contained file ([`FigureMode::Embedded`]). The
+//!   style sheet and the script are in the page. A Content-Security-Policy (`default-src
+//!   'none'`) forbids any request but the figures' own files, so it opens the same offline, from
+//!   the output folder or a USB stick.
 //! * One subject is shown at a time. ← / → (or ↑ / ↓) move to the previous / next subject, as in
 //!   the Spinal Cord Toolbox's QC report; clicking a row of the cohort table shows that subject;
 //!   the address keeps the subject (`#sub-XX`) so that a reload stays there.
@@ -30,6 +34,28 @@ pub struct ReportLevel {
 pub struct ReportFigure {
     pub caption: String,
     pub png: Vec<u8>,
+    /// The PNG file's path relative to the report, `/`-separated (linked figures).
+    pub file: String,
+}
+
+/// How the report holds its figures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FigureMode {
+    /// `<img loading="lazy" src="sub-XX/figures/….png">`: the page stays small.
+    #[default]
+    Linked,
+    /// Inline `data:` URIs: one self-contained file (small cohorts).
+    Embedded,
+}
+
+/// `path` as a relative URL: every byte but unreserved characters and `/` percent-encoded.
+fn relative_url(path: &str) -> String {
+    path.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// One subject's page.
@@ -60,6 +86,7 @@ pub struct Report {
     pub subjects: Vec<ReportSubject>,
     /// Subjects that failed, with the error.
     pub failed: Vec<(String, String)>,
+    pub figure_mode: FigureMode,
 }
 
 /// Escapes text for HTML content and attribute values.
@@ -191,13 +218,25 @@ const SCRIPT: &str = r#"
 })();
 "#;
 
+/// For each figure position, its caption when every subject (of two or more) has that same one.
+fn shared_captions(subjects: &[ReportSubject]) -> Vec<Option<String>> {
+    let most = subjects.iter().map(|s| s.figures.len()).max().unwrap_or(0);
+    (0..most)
+        .map(|j| {
+            let first = subjects.first()?.figures.get(j)?.caption.clone();
+            let same = subjects.len() > 1 && subjects.iter().all(|s| s.figures.get(j).is_some_and(|f| f.caption == first));
+            same.then_some(first)
+        })
+        .collect()
+}
+
 /// The report as one HTML document.
 pub fn render_report(report: &Report) -> String {
     let b64 = base64::engine::general_purpose::STANDARD;
     let mut html = String::new();
     html.push_str("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n");
     html.push_str(
-        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; img-src data:; \
+        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; img-src 'self' file: data:; \
          style-src 'unsafe-inline'; script-src 'unsafe-inline'\">\n",
     );
     html.push_str("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n");
@@ -236,8 +275,14 @@ pub fn render_report(report: &Report) -> String {
         ));
     }
     html.push_str("</table>\n<p><button id=\"export\" type=\"button\">Export qc_fail.yml</button></p>\n</nav>\n<main>\n");
+    html.push_str("<div class=\"help\">← / → previous / next subject · p pass · f fail · a artifact</div>\n");
     if report.subjects.is_empty() {
         html.push_str("<p>No subject was processed.</p>\n");
+    }
+    // A caption every subject's figure shares is written once, as a legend.
+    let shared = shared_captions(&report.subjects);
+    for caption in shared.iter().flatten() {
+        html.push_str(&format!("<div class=\"help\">{}</div>\n", escape(caption)));
     }
     let n = report.subjects.len();
     for (i, subject) in report.subjects.iter().enumerate() {
@@ -251,9 +296,6 @@ pub fn render_report(report: &Report) -> String {
             escape(&subject.subject),
             i + 1
         ));
-        html.push_str(
-            "<div class=\"help\">← / → previous / next subject · p pass · f fail · a artifact</div>\n",
-        );
         let positive = if subject.positive_levels.is_empty() {
             "none".to_string()
         } else {
@@ -271,13 +313,19 @@ pub fn render_report(report: &Report) -> String {
             }
             html.push_str("</ul>\n");
         }
-        for figure in &subject.figures {
+        for (j, figure) in subject.figures.iter().enumerate() {
+            let source = match report.figure_mode {
+                FigureMode::Linked => format!("loading=\"lazy\" src=\"{}\"", escape(&relative_url(&figure.file))),
+                FigureMode::Embedded => format!("src=\"data:image/png;base64,{}\"", b64.encode(&figure.png)),
+            };
+            let caption = match shared.get(j) {
+                Some(Some(_)) => String::new(),
+                _ => format!("<figcaption>{}</figcaption>", escape(&figure.caption)),
+            };
             html.push_str(&format!(
-                "<figure><img alt=\"{} {}\" src=\"data:image/png;base64,{}\"><figcaption>{}</figcaption></figure>\n",
+                "<figure><img alt=\"{} figure {}\" {source}>{caption}</figure>\n",
                 escape(&subject.subject),
-                escape(&figure.caption),
-                b64.encode(&figure.png),
-                escape(&figure.caption)
+                j + 1
             ));
         }
         html.push_str(
@@ -290,7 +338,7 @@ pub fn render_report(report: &Report) -> String {
                 None => call_badge(&level.call),
             };
             html.push_str(&format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{call}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+                "<tr><td>{}<td>{}<td>{}<td>{call}<td>{}<td>{}<td>{}</tr>\n",
                 escape(&level.level),
                 score(level.score),
                 score(level.threshold),
@@ -328,7 +376,11 @@ mod tests {
                 extent_mm: Some(3.1),
                 peak_signal_ratio: Some(1.84),
             }],
-            figures: vec![ReportFigure { caption: "maps".into(), png: vec![0x89, b'P', b'N', b'G'] }],
+            figures: vec![ReportFigure {
+                caption: "maps".into(),
+                png: vec![0x89, b'P', b'N', b'G'],
+                file: format!("{name}/figures/{name} T2w_desc-maps_qc.png"),
+            }],
         }
     }
 
@@ -341,6 +393,7 @@ mod tests {
             warnings: vec!["thresholds not calibrated".into()],
             subjects: vec![subject("sub-01", "positive"), subject("sub-02", "negative")],
             failed: vec![("sub-03".into(), "x.nii.gz: not a NIfTI-1 file".into())],
+            figure_mode: FigureMode::Embedded,
         };
         let html = render_report(&report);
         assert!(html.contains("<title>u2ad QC &lt;cohort&gt;</title>"));
@@ -348,11 +401,46 @@ mod tests {
         assert_eq!(html.matches("<section class=\"subject\"").count(), 2);
         assert!(html.contains("<div class=\"warn\">thresholds not calibrated</div>"));
         assert!(html.contains("<b>sub-03</b>: x.nii.gz: not a NIfTI-1 file"));
-        assert!(html.contains("<td>61.2</td><td>3.1</td><td>1.84</td>"));
+        assert!(html.contains("<td>61.2<td>3.1<td>1.84</tr>"));
         assert!(html.contains("ArrowRight") && html.contains("ArrowLeft"));
         // No request can leave the page: no URL but data URIs.
         assert!(!html.contains("http://") && !html.contains("https://") && !html.contains("src=\"/"));
         assert!(html.contains("default-src 'none'"));
+    }
+
+    #[test]
+    fn linked_figures_keep_the_page_small_for_a_thousand_subjects() {
+        let seven_levels = |name: &str| {
+            let mut s = subject(name, "negative");
+            // Captions as long as detect's.
+            s.figures[0].caption = format!("Native sagittal slice {}: image (cord outlined), mean reconstruction, EU (0 to 0.00123), AU (0 to 0.0456) with the anomaly candidates outlined; green lines: vertebral centres", name.len() + 20);
+            s.levels = ["C2/C3", "C3/C4", "C4/C5", "C5/C6", "C6/C7", "C7/T1", "below C7/T1"]
+                .iter()
+                .map(|l| ReportLevel { level: l.to_string(), ..s.levels[0].clone() })
+                .collect();
+            s.figures.push(ReportFigure {
+                caption: "Anomaly curve: blue, the curve; green dashes, vertebral centres; red dashes, each level's threshold; dots, each level's peak (red positive, grey negative, orange indeterminate)".into(),
+                png: vec![0; 280_000],
+                file: format!("{name}/figures/{name}_T2w_desc-curve_qc.png"),
+            });
+            s
+        };
+        let report = Report {
+            title: "u2ad QC".into(),
+            generated_by: "u2ad".into(),
+            settings: vec![],
+            warnings: vec![],
+            subjects: (0..1000).map(|i| seven_levels(&format!("sub-{i:04}"))).collect(),
+            failed: vec![],
+            figure_mode: FigureMode::Linked,
+        };
+        let html = render_report(&report);
+        println!("QC report, linked figures: {} bytes for 1000 subjects", html.len());
+        assert!(html.len() < 2_000_000, "{} bytes", html.len());
+        assert!(!html.contains("data:image"), "no figure inline");
+        assert!(html.contains("<img alt=\"sub-0007 figure 1\" loading=\"lazy\" src=\"sub-0007/figures/sub-0007%20T2w_desc-maps_qc.png\">"));
+        assert_eq!(html.matches("grey negative, orange indeterminate").count(), 1, "a caption every subject shares is written once");
+        assert!(!html.contains("http://") && !html.contains("https://") && !html.contains("src=\"/"));
     }
 
     #[test]

@@ -156,6 +156,7 @@ pub fn run(args: BaselineArgs, context: &Context) -> anyhow::Result<()> {
         map_descriptions: descriptions,
         scoring,
         calls,
+        figure_mode: args.calls.figure_mode(),
     };
     pool.install(|| write_detection_folder(&folder, maps, context))?;
     if !context.quiet {
@@ -197,6 +198,7 @@ pub struct DetectionFolder {
     pub map_descriptions: [&'static str; 4],
     pub scoring: MapScoring,
     pub calls: CallConfig,
+    pub figure_mode: u2ad_report::html::FigureMode,
 }
 
 /// Writes a detection folder from the subjects' sample maps: maps on the native grid, per-subject
@@ -258,6 +260,7 @@ pub fn write_detection_folder(folder: &DetectionFolder, maps: Vec<SubjectMaps>, 
         dataset_name: format!("u2ad {}: spinal cord T2 hyperintensity maps and calls", folder.method),
         source_dataset: folder.provenance["Input"].as_str().map(String::from),
         failed: &[],
+        figure_mode: folder.figure_mode,
     };
     let (warnings, _) = write_cohort(&cohort, &results, context)?;
     for warning in &warnings {

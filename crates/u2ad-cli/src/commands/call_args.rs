@@ -69,9 +69,22 @@ pub struct CallArgs {
     /// out of the CSF). With --level-score cord3d only.
     #[arg(long)]
     pub cord_erosion_mm: Option<f64>,
+    /// Put the figures inside qc_report.html (one self-contained file, for small cohorts) instead
+    /// of linking their PNG files beside it (loaded when shown: the page stays small at any size).
+    #[arg(long, help_heading = "Outputs")]
+    pub self_contained_report: bool,
 }
 
 impl CallArgs {
+    /// How the QC report holds its figures.
+    pub fn figure_mode(&self) -> u2ad_report::html::FigureMode {
+        if self.self_contained_report {
+            u2ad_report::html::FigureMode::Embedded
+        } else {
+            u2ad_report::html::FigureMode::Linked
+        }
+    }
+
     /// The call settings with this EU gate; a bad threshold or rate is an error now, before any
     /// inference.
     pub fn call_config(&self, uncertainty_gate: UncertaintyGate) -> anyhow::Result<CallConfig> {

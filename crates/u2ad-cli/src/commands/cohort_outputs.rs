@@ -20,7 +20,7 @@ use u2ad_core::scoring::{
     SubjectDecision, SubjectScores, Threshold,
 };
 use u2ad_report::figures::{curve_figure, maps_figure, CurveData, LevelSpan, OverlayLimits, RowLine, SliceMaps};
-use u2ad_report::html::{render_report, Report, ReportFigure, ReportLevel, ReportSubject};
+use u2ad_report::html::{render_report, FigureMode, Report, ReportFigure, ReportLevel, ReportSubject};
 
 use super::Context;
 use crate::sidecar::{command_line, stage_sidecar};
@@ -90,6 +90,14 @@ pub struct CohortFolder<'a> {
     pub source_dataset: Option<String>,
     /// Subjects that failed, with their error (listed in the report and the sidecars).
     pub failed: &'a [(String, String)],
+    /// Figures linked beside the report or inside it.
+    pub figure_mode: FigureMode,
+}
+
+/// `path` relative to the output folder, `/`-separated (a figure's address in the report).
+fn report_address(out: &Path, path: &Path) -> String {
+    let relative = path.strip_prefix(out).unwrap_or(path);
+    relative.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect::<Vec<_>>().join("/")
 }
 
 /// `base` with the keys of `extra` added (replacing equal keys).
@@ -388,6 +396,7 @@ pub fn write_cohort(
                     u2ad_report::figures::format_value(limits.aleatoric as f64)
                 ),
                 png,
+                file: report_address(folder.out, &d.outputs.maps_figure()),
             });
         }
         let level_spans: Vec<LevelSpan> = decision
@@ -423,6 +432,7 @@ pub fn write_cohort(
         figures.push(ReportFigure {
             caption: "Anomaly curve: blue, the curve; green dashes, vertebral centres; red dashes, each level's threshold; dots, each level's peak (red positive, grey negative, orange indeterminate)".into(),
             png,
+            file: report_address(folder.out, &d.outputs.curve_figure()),
         });
 
         let mut notes: Vec<String> = folder.method.iter().map(|m| format!("method: {m}")).collect();
@@ -529,6 +539,7 @@ pub fn write_cohort(
         warnings: warnings.clone(),
         subjects: report_subjects,
         failed: folder.failed.to_vec(),
+        figure_mode: folder.figure_mode,
     };
     staged.write(&folder.out.join(QC_REPORT_HTML), render_report(&report).as_bytes())?;
     staged.commit()?;

@@ -645,6 +645,7 @@ fn finish_cohort(
         dataset_name: "u2ad detect: spinal cord T2 hyperintensity maps and calls".into(),
         source_dataset: args.input.as_ref().or(args.scans.image.as_ref()).map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()).display().to_string()),
         failed,
+        figure_mode: args.calls.figure_mode(),
     };
     let (warnings, decisions) = write_cohort(&folder, detected, context)?;
     Ok((warnings, decisions.iter().map(|d| d.patient_call).collect()))

@@ -47,6 +47,8 @@ enum Command {
     Import(commands::import::ImportArgs),
     /// Find T2 hyperintensities with a trained model: maps, per-level and per-patient calls, figures, QC report.
     Detect(commands::detect::DetectArgs),
+    /// Call a cohort whose maps were made by several `detect --shard I/N` runs: thresholds, calls, tables, QC report.
+    Calibrate(commands::calibrate::CalibrateArgs),
     /// Run a simple detector (intensity z-score) through the same pipeline and outputs as detect.
     Baseline(commands::baseline::BaselineArgs),
     /// Compare detection folders with the ground truth of a synthetic cohort: pixel, level and patient metrics.
@@ -73,6 +75,7 @@ fn main() -> ExitCode {
         Command::Prepare(args) => commands::prepare::run(args, &context),
         Command::Synth(args) => commands::synth::run(args, &context),
         Command::Detect(args) => commands::detect::run(args, &context),
+        Command::Calibrate(args) => commands::calibrate::run(args, &context),
         Command::Baseline(args) => commands::baseline::run(args, &context),
         Command::Evaluate(args) => commands::evaluate::run(args, &context),
         Command::Demo(args) => commands::demo::run(args, &context),

@@ -2,8 +2,11 @@
 //! (one definition, one help heading).
 
 use clap::{Args, ValueEnum};
+use u2ad_core::detect_outputs::MapScoring;
 use u2ad_core::level_scores::{LevelScoreConfig, LevelStatistic};
-use u2ad_core::scoring::{call_cohort, CallConfig, FalsePositiveScope, LevelPooling, Threshold, UncertaintyGate};
+use u2ad_core::scoring::{
+    call_cohort, CallConfig, FalsePositiveScope, LevelPooling, RowStatistic, SliceSelection, Threshold, UncertaintyGate,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum PoolingArg {
@@ -126,5 +129,72 @@ impl CallArgs {
             },
             LevelScoreArg::CurvePeak => LevelScoreConfig { statistic: LevelStatistic::CurvePeak, ..LevelScoreConfig::CURVE_PEAK },
         }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SlicesArg {
+    /// Every sagittal sample whose eroded cord has at least 100 pixels (curve = max over them).
+    All,
+    /// Only the sample with the largest eroded cord (mid-sagittal).
+    Mid,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StatisticArg {
+    Mean,
+    Max,
+    Sum,
+}
+
+/// How U2AD's maps become scores and calls: the call flags, the anomaly curve and the EU gate
+/// (shared by `u2ad detect` and `u2ad calibrate`).
+#[derive(Args, Debug, Clone)]
+pub struct MapCallArgs {
+    /// Which sagittal slices make the anomaly curve (the figures; the level scores too with
+    /// --level-score curve-peak).
+    #[arg(long, value_enum, default_value = "all", help_heading = "Scores and calls")]
+    pub slices: SlicesArg,
+    /// Row statistic of the anomaly curve (as --slices).
+    #[arg(long, value_enum, default_value = "mean", help_heading = "Scores and calls")]
+    pub curve_statistic: StatisticArg,
+
+    #[command(flatten)]
+    pub calls: CallArgs,
+    /// A level's EU is high above median + Z x 1.4826 x MAD of the other participants' EU.
+    #[arg(long, default_value_t = 3.0, help_heading = "Scores and calls")]
+    pub eu_gate: f64,
+    /// High EU makes a level indeterminate only when its z is within this many robust standard
+    /// deviations of the threshold (the call could go either way; never with a fixed
+    /// --threshold, which has no z); negative: whenever EU is high.
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true, help_heading = "Scores and calls")]
+    pub eu_gate_margin: f64,
+    /// No indeterminate call for high EU.
+    #[arg(long, help_heading = "Scores and calls")]
+    pub no_eu_gate: bool,
+}
+
+impl MapCallArgs {
+    /// The map scoring and the calls; a bad threshold or rate is an error now.
+    pub fn settings(&self) -> anyhow::Result<(MapScoring, CallConfig)> {
+        let mut scoring = MapScoring::default();
+        scoring.scoring.curve.slices = match self.slices {
+            SlicesArg::All => SliceSelection::default(),
+            SlicesArg::Mid => SliceSelection::LargestCord,
+        };
+        scoring.scoring.curve.row_statistic = match self.curve_statistic {
+            StatisticArg::Mean => RowStatistic::Mean,
+            StatisticArg::Max => RowStatistic::Max,
+            StatisticArg::Sum => RowStatistic::Sum,
+        };
+        scoring.levels = self.calls.level_scores(LevelScoreConfig::ANOMALY_MAP);
+        let gate = if self.no_eu_gate {
+            UncertaintyGate::Off
+        } else if self.eu_gate_margin < 0.0 {
+            UncertaintyGate::RobustZ { z: self.eu_gate }
+        } else {
+            UncertaintyGate::NearThreshold { z: self.eu_gate, margin: self.eu_gate_margin }
+        };
+        Ok((scoring, self.calls.call_config(gate)?))
     }
 }

@@ -27,16 +27,16 @@ use u2ad_core::detect_outputs::{
     map_grid, native_maps, score_maps, sidecar_of, slice_seed, MapScoring, SampleResult, SubjectMaps, SubjectOutputs, QC_REPORT_HTML,
 };
 use u2ad_core::prepare::{prepare_subject, PrepareOptions};
-use u2ad_core::level_scores::LevelScoreConfig;
 use u2ad_core::scoring::{
-    erode_3x3, CallConfig, PatientCall, PlaneShape, Polarity, RowStatistic, SliceSelection, UncertaintyGate,
+    erode_3x3, CallConfig, PatientCall, PlaneShape, Polarity,
 };
 use u2ad_core::volume::VoxelType;
 use u2ad_model::{mc_inference, McConfig, McSchedule, McSlice, MaskedAutoencoder, ModelInfo};
 
-use super::call_args::CallArgs;
+use super::call_args::MapCallArgs;
+use super::calibrate::{parse_shard, write_calls, write_shard_record, MapRun, Shard, ShardRecord, ShardSubject};
 use super::prepare::{find_inputs, read_slices, Inputs, ScanInputs};
-use super::cohort_outputs::{merged, write_cohort, CohortFolder, SubjectResult as Detected};
+use super::cohort_outputs::{merged, SubjectResult as Detected};
 use super::train_common::{require_device, DeviceKind};
 use super::Context;
 use crate::progress;
@@ -80,21 +80,6 @@ pub enum McRegionArg {
     CordCsf,
     /// The cord eroded by 3 x 3 pixels: the reference's final inference.
     ErodedCord,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum SlicesArg {
-    /// Every sagittal sample whose eroded cord has at least 100 pixels (curve = max over them).
-    All,
-    /// Only the sample with the largest eroded cord (mid-sagittal).
-    Mid,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum StatisticArg {
-    Mean,
-    Max,
-    Sum,
 }
 
 #[derive(Args, Debug)]
@@ -155,27 +140,14 @@ pub struct DetectArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
 
-    /// Which sagittal slices make the anomaly curve (the figures; the level scores too with
-    /// --level-score curve-peak).
-    #[arg(long, value_enum, default_value = "all")]
-    pub slices: SlicesArg,
-    /// Row statistic of the anomaly curve (as --slices).
-    #[arg(long, value_enum, default_value = "mean")]
-    pub curve_statistic: StatisticArg,
-
     #[command(flatten)]
-    pub calls: CallArgs,
-    /// A level's EU is high above median + Z x 1.4826 x MAD of the other participants' EU.
-    #[arg(long, default_value_t = 3.0, help_heading = "Scores and calls")]
-    pub eu_gate: f64,
-    /// High EU makes a level indeterminate only when its z is within this many robust standard
-    /// deviations of the threshold (the call could go either way; never with a fixed
-    /// --threshold, which has no z); negative: whenever EU is high.
-    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true, help_heading = "Scores and calls")]
-    pub eu_gate_margin: f64,
-    /// No indeterminate call for high EU.
-    #[arg(long, help_heading = "Scores and calls")]
-    pub no_eu_gate: bool,
+    pub scoring: MapCallArgs,
+
+    /// Process only this share of the subjects, `I/N` (I from 0 to N-1; the subjects in sorted
+    /// order, every N-th from the I-th): maps and scores, no calls. When every shard is done,
+    /// `u2ad calibrate OUT` calls the whole cohort (one machine per shard, e.g. a Slurm array).
+    #[arg(long, value_parser = parse_shard, help_heading = "Scale-out")]
+    pub shard: Option<Shard>,
 
     /// Subjects processed at once (threads; default: all cores).
     #[arg(short, long)]
@@ -359,26 +331,8 @@ fn settings_of(args: &DetectArgs) -> anyhow::Result<(McConfig, MapScoring, CallC
         },
         passes_per_batch: args.batch.max(1),
     };
-    let mut scoring = MapScoring::default();
-    scoring.scoring.curve.slices = match args.slices {
-        SlicesArg::All => SliceSelection::default(),
-        SlicesArg::Mid => SliceSelection::LargestCord,
-    };
-    scoring.scoring.curve.row_statistic = match args.curve_statistic {
-        StatisticArg::Mean => RowStatistic::Mean,
-        StatisticArg::Max => RowStatistic::Max,
-        StatisticArg::Sum => RowStatistic::Sum,
-    };
-    scoring.levels = args.calls.level_scores(LevelScoreConfig::ANOMALY_MAP);
-    let gate = if args.no_eu_gate {
-        UncertaintyGate::Off
-    } else if args.eu_gate_margin < 0.0 {
-        UncertaintyGate::RobustZ { z: args.eu_gate }
-    } else {
-        UncertaintyGate::NearThreshold { z: args.eu_gate, margin: args.eu_gate_margin }
-    };
     // Rejects a bad threshold or FPR before hours of inference.
-    let calls = args.calls.call_config(gate)?;
+    let (scoring, calls) = args.scoring.settings()?;
     Ok((mc, scoring, calls))
 }
 
@@ -406,7 +360,9 @@ fn run_on<B: Backend>(args: DetectArgs, context: &Context, device: &B::Device) -
             grid.image_size
         );
     }
-    let jobs = jobs_of(&args)?;
+    // Each subject keeps its place in the cohort's order: a shard takes every N-th of them.
+    let jobs: Vec<(usize, Job)> =
+        jobs_of(&args)?.into_iter().enumerate().filter(|(position, _)| args.shard.is_none_or(|s| s.holds(*position))).collect();
     let prepare = args.scans.prepare_options();
     let mc_input = McInput { region: args.mc_region, min_max: !args.no_min_max };
     let settings = MapSettings {
@@ -442,9 +398,9 @@ fn run_on<B: Backend>(args: DetectArgs, context: &Context, device: &B::Device) -
         .num_threads(args.jobs.unwrap_or(0))
         .build()
         .context("cannot start worker threads")?;
-    let results: Vec<(String, anyhow::Result<Detected>)> = pool.install(|| {
+    let results: Vec<(usize, String, anyhow::Result<Detected>)> = pool.install(|| {
         jobs.into_par_iter()
-            .map(|job| {
+            .map(|(position, job)| {
                 let subject = job.subject().to_string();
                 bar.set_message(subject.clone());
                 let result = detect_subject(job, &model, &run);
@@ -452,25 +408,34 @@ fn run_on<B: Backend>(args: DetectArgs, context: &Context, device: &B::Device) -
                     bar.suspend(|| eprintln!("u2ad: {}: failed: {}", printable(&subject), printable(&format!("{error:#}").replace('\n', " "))));
                 }
                 bar.inc(1);
-                (subject, result)
+                (position, subject, result)
             })
             .collect()
     });
     bar.finish_and_clear();
     let mut detected = Vec::new();
-    let mut failed: Vec<(String, String)> = Vec::new();
-    for (subject, result) in results {
+    let mut positions = Vec::new();
+    let mut failed: Vec<(usize, String, String)> = Vec::new();
+    for (position, subject, result) in results {
         match result {
-            Ok(d) => detected.push(d),
-            Err(e) => failed.push((subject, format!("{e:#}").replace('\n', " "))),
+            Ok(d) => {
+                detected.push(d);
+                positions.push(position);
+            }
+            Err(e) => failed.push((position, subject, format!("{e:#}").replace('\n', " "))),
         }
     }
-
+    let map_run = map_run(&run, &args);
+    if let Some(shard) = args.shard {
+        return finish_shard(shard, map_run, &detected, &positions, failed, &run.out, context);
+    }
+    let failed: Vec<(String, String)> = failed.into_iter().map(|(_, s, e)| (s, e)).collect();
     if let (true, Some((subject, error))) = (detected.is_empty(), failed.first()) {
         bail!("{} of {} subjects failed, nothing written (first: {}: {error})", failed.len(), failed.len(), printable(subject));
     }
     // Phase 2: calls, tables, figures, report.
-    let (warnings, calls) = finish_cohort(&detected, &failed, &run, &args, context)?;
+    let figure_mode = args.scoring.calls.figure_mode();
+    let (warnings, calls) = write_calls(&run.out, &map_run, &run.scoring, &run.calls, &detected, &failed, figure_mode, context)?;
     let reused = detected.iter().filter(|d| d.reused).count();
     let count = |call: PatientCall| calls.iter().filter(|c| **c == call).count();
     // Calibration warnings are printed even with --quiet: calls must never be silently uncalibrated.
@@ -617,36 +582,53 @@ fn summarise(maps: SubjectMaps, outputs: SubjectOutputs, image: PathBuf, run: &R
 // ---------------------------------------------------------------------------------------------
 // Phase 2
 
-fn finish_cohort(
-    detected: &[Detected],
-    failed: &[(String, String)],
-    run: &Run,
-    args: &DetectArgs,
-    context: &Context,
-) -> anyhow::Result<(Vec<String>, Vec<PatientCall>)> {
+/// What made the maps, for the report, the sidecars and `u2ad calibrate`.
+fn map_run(run: &Run, args: &DetectArgs) -> MapRun {
     let schedule = match run.mc.schedule {
         McSchedule::Balanced => "balanced".to_string(),
         McSchedule::RandomUntilCovered { max_passes } => format!("reference (random until covered, at most {max_passes} passes)"),
     };
-    let provenance = run.model_provenance();
-    let folder = CohortFolder {
-        out: &run.out,
-        method: None,
-        scoring: &run.scoring,
-        calls: &run.calls,
-        subject_provenance: provenance.clone(),
-        cohort_provenance: provenance,
-        report_settings: vec![
-            ("model".into(), format!("{} (hash {})", run.model_path.display(), run.model_info.hash)),
-            ("Monte-Carlo".into(), format!("K = {}, mask ratio {}, {schedule}, seed {}", run.mc.samples_per_patch, run.mc.mask_ratio, run.seed)),
-            ("EU gate".into(), format!("{:?}", run.calls.uncertainty_gate)),
-            ("configuration hash".into(), run.config_hash.clone()),
-        ],
-        dataset_name: "u2ad detect: spinal cord T2 hyperintensity maps and calls".into(),
-        source_dataset: args.input.as_ref().or(args.scans.image.as_ref()).map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()).display().to_string()),
-        failed,
-        figure_mode: args.calls.figure_mode(),
-    };
-    let (warnings, decisions) = write_cohort(&folder, detected, context)?;
-    Ok((warnings, decisions.iter().map(|d| d.patient_call).collect()))
+    MapRun {
+        model_provenance: run.model_provenance(),
+        model_row: format!("{} (hash {})", run.model_path.display(), run.model_info.hash),
+        monte_carlo_row: format!("K = {}, mask ratio {}, {schedule}, seed {}", run.mc.samples_per_patch, run.mc.mask_ratio, run.seed),
+        config_hash: run.config_hash.clone(),
+        source_dataset: args
+            .input
+            .as_ref()
+            .or(args.scans.image.as_ref())
+            .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()).display().to_string()),
+    }
+}
+
+/// A shard's end: its record for `u2ad calibrate`, no calls.
+fn finish_shard(
+    shard: Shard,
+    run: MapRun,
+    detected: &[Detected],
+    positions: &[usize],
+    failed: Vec<(usize, String, String)>,
+    out: &Path,
+    context: &Context,
+) -> anyhow::Result<()> {
+    let subjects =
+        detected.iter().zip(positions).map(|(d, &position)| ShardSubject { position, subject: d.subject.clone(), image: d.image.clone() }).collect();
+    let record = ShardRecord { shard: shard.index, of: shard.count, run, subjects, failed };
+    let path = write_shard_record(out, shard, &record)?;
+    if !context.quiet {
+        eprintln!(
+            "u2ad detect: shard {}/{}: {} subjects done, {} failed; recorded in {}; when every shard is done: u2ad calibrate {}",
+            shard.index,
+            shard.count,
+            record.subjects.len(),
+            record.failed.len(),
+            path.display(),
+            out.display()
+        );
+    }
+    if !record.failed.is_empty() {
+        let names: Vec<String> = record.failed.iter().map(|(_, s, _)| printable(s)).collect();
+        bail!("{} subjects of shard {}/{} failed ({})", names.len(), shard.index, shard.count, names.join(", "));
+    }
+    Ok(())
 }

@@ -2,6 +2,7 @@
 
 pub mod adapt;
 pub mod baseline;
+pub mod calibrate;
 pub mod call_args;
 pub mod cohort_outputs;
 pub mod demo;

@@ -4,6 +4,7 @@
 //! its flags, calls the library crates and reports.
 
 mod commands;
+mod device;
 mod progress;
 mod sidecar;
 

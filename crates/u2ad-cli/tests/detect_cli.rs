@@ -2,47 +2,15 @@
 //! files it writes, their grid and values, the tables, calls with and without calibration, reuse
 //! of a previous run, a failing subject, and bad input.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 
-use burn::backend::Flex;
 use u2ad_core::detect_outputs::SubjectMaps;
 use u2ad_core::locate::sample_file;
 use u2ad_core::volume::Volume;
-use u2ad_model::{model_file, ModelConfig};
+use u2ad_model::model_file;
 
-fn u2ad(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_u2ad")).args(args).output().expect("u2ad runs")
-}
-
-fn s(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// A random model taking 256 x 256 images, small enough for tests (16 x 16 patches, one block).
-fn tiny_model(dir: &Path) -> PathBuf {
-    let config = ModelConfig {
-        image_size: 256,
-        patch_size: 16,
-        encoder_dim: 16,
-        encoder_depth: 1,
-        encoder_heads: 2,
-        decoder_dim: 8,
-        decoder_depth: 1,
-        decoder_heads: 2,
-        ..ModelConfig::default()
-    };
-    // Seeded: the same weights on every run.
-    <Flex as burn::tensor::backend::Backend>::seed(&Default::default(), 7);
-    let model = config.init::<Flex>(&Default::default()).unwrap();
-    let path = dir.join("tiny.safetensors");
-    model_file::save_model(&model, &config, &serde_json::json!({"test": "random weights"}), &path).unwrap();
-    path
-}
+mod common;
+use common::{errsm30, s, text, tiny_model, u2ad};
 
 fn read_csv(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
     let mut reader = csv::Reader::from_path(path).unwrap();
@@ -305,20 +273,6 @@ fn detects_the_shared_cohort_writes_every_output_and_reuses_them() {
     let third = u2ad(&reseeded);
     assert!(third.status.success(), "{}", text(&third.stderr));
     assert!(text(&third.stderr).contains("1 subjects done (0 reused)"), "{}", text(&third.stderr));
-}
-
-/// The files of sub-errsm30 (the small one) as arguments.
-fn errsm30() -> Vec<String> {
-    let root = sample_file("spine-t2");
-    let labels = root.join("derivatives/labels/sub-errsm30/anat");
-    vec![
-        "--image".into(),
-        root.join("sub-errsm30/anat/sub-errsm30_T2w.nii.gz").display().to_string(),
-        "--cord".into(),
-        labels.join("sub-errsm30_T2w_label-SC_seg.nii.gz").display().to_string(),
-        "--levels".into(),
-        labels.join("sub-errsm30_T2w_label-vertebrae_dlabel.nii.gz").display().to_string(),
-    ]
 }
 
 #[test]

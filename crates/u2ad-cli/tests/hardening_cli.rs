@@ -6,23 +6,12 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use burn::backend::Flex;
 use sha2::{Digest, Sha256};
 use u2ad_core::locate::sample_file;
 use u2ad_core::volume::{Volume, VoxelType};
-use u2ad_model::{model_file, ModelConfig};
 
-fn u2ad(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_u2ad")).args(args).output().expect("u2ad runs")
-}
-
-fn s(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+mod common;
+use common::{errsm30, s, text, tiny_model, u2ad};
 
 /// The one `u2ad: error:` line of a failed run (and that there is exactly one).
 fn error_line(output: &Output) -> String {
@@ -49,42 +38,6 @@ fn files_under(root: &Path) -> Vec<String> {
     }
     files.sort();
     files
-}
-
-fn tiny_config() -> ModelConfig {
-    ModelConfig {
-        image_size: 256,
-        patch_size: 16,
-        encoder_dim: 16,
-        encoder_depth: 1,
-        encoder_heads: 2,
-        decoder_dim: 8,
-        decoder_depth: 1,
-        decoder_heads: 2,
-        ..ModelConfig::default()
-    }
-}
-
-fn tiny_model(dir: &Path) -> PathBuf {
-    <Flex as burn::tensor::backend::Backend>::seed(&Default::default(), 7);
-    let model = tiny_config().init::<Flex>(&Default::default()).unwrap();
-    let path = dir.join("tiny.safetensors");
-    model_file::save_model(&model, &tiny_config(), &serde_json::json!({}), &path).unwrap();
-    path
-}
-
-/// The files of sub-errsm30 (the small one) as `--image --cord --levels` arguments.
-fn errsm30() -> Vec<String> {
-    let root = sample_file("spine-t2");
-    let labels = root.join("derivatives/labels/sub-errsm30/anat");
-    vec![
-        "--image".into(),
-        root.join("sub-errsm30/anat/sub-errsm30_T2w.nii.gz").display().to_string(),
-        "--cord".into(),
-        labels.join("sub-errsm30_T2w_label-SC_seg.nii.gz").display().to_string(),
-        "--levels".into(),
-        labels.join("sub-errsm30_T2w_label-vertebrae_dlabel.nii.gz").display().to_string(),
-    ]
 }
 
 fn detect_args(model: &Path, out: &Path, extra: &[&str]) -> Vec<String> {
@@ -359,4 +312,26 @@ fn a_truncated_checkpoint_is_one_line_and_keeps_the_run_config() {
     let line = error_line(&u2ad(&["pretrain", "--data", s(&truncated), "--out", s(&never), "--config", s(&config), "--quiet"]));
     assert!(line.contains("truncated.u2ds"), "{line}");
     assert!(!never.exists(), "no run folder for a run that never started");
+}
+
+#[test]
+fn the_device_flag_names_what_is_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let out = dir.path().join("out");
+    let mut args = detect_args(&model, &out, &["--device", "gpu"]);
+    args.extend(errsm30());
+    let output = run(&args);
+    assert!(!output.status.success());
+    assert!(text(&output.stderr).contains("'gpu' is not auto, cpu, cuda or cuda:N"), "{}", text(&output.stderr));
+    let mut args = detect_args(&model, &out, &["--device", "cuda"]);
+    args.extend(errsm30());
+    let line = error_line(&run(&args));
+    if !cfg!(feature = "cuda") {
+        assert!(line.contains("built without CUDA support") && line.contains("--features cuda"), "{line}");
+    } else if !Path::new("/dev/nvidiactl").exists() {
+        // A CUDA build on a machine without a driver: one line, no panic, no backtrace.
+        assert!(line.contains("libcuda.so.1") && line.contains("--device cpu"), "{line}");
+    }
+    assert!(!out.exists(), "nothing written");
 }

@@ -1,24 +1,12 @@
 //! A cohort spread over machines: `u2ad detect --shard I/N` on each, then `u2ad calibrate` once,
 //! gives the calls of one `u2ad detect` run of the whole cohort, file for file.
 
-use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
-use burn::backend::Flex;
 use u2ad_core::locate::sample_file;
-use u2ad_model::{model_file, ModelConfig};
 
-fn u2ad(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_u2ad")).args(args).output().expect("u2ad runs")
-}
-
-fn s(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+mod common;
+use common::{s, text, tiny_model, u2ad};
 
 fn ok(output: &Output) {
     assert!(output.status.success(), "{}", text(&output.stderr));
@@ -27,20 +15,7 @@ fn ok(output: &Output) {
 #[test]
 fn shards_then_calibrate_equal_one_run() {
     let dir = tempfile::tempdir().unwrap();
-    let config = ModelConfig {
-        image_size: 256,
-        patch_size: 16,
-        encoder_dim: 16,
-        encoder_depth: 1,
-        encoder_heads: 2,
-        decoder_dim: 8,
-        decoder_depth: 1,
-        decoder_heads: 2,
-        ..ModelConfig::default()
-    };
-    <Flex as burn::tensor::backend::Backend>::seed(&Default::default(), 7);
-    let model = dir.path().join("tiny.safetensors");
-    model_file::save_model(&config.init::<Flex>(&Default::default()).unwrap(), &config, &serde_json::json!({}), &model).unwrap();
+    let model = tiny_model(dir.path());
     let cohort = sample_file("spine-t2");
     let common = ["--model", s(&model), "--pooling", "pooled", "--polarity", "both", "--min-reference", "3"];
 

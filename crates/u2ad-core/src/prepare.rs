@@ -33,6 +33,7 @@ pub struct PreparedSubject {
 /// Prepares one subject. Every error names the offending file.
 pub fn prepare_subject(files: &SubjectFiles, options: &PrepareOptions) -> Result<PreparedSubject> {
     let image = Volume::read(&files.image)?;
+    check_not_constant(&image)?;
     check_sagittal(&image)?;
     let cord_path = files.cord_mask.as_ref().ok_or_else(|| {
         CoreError::input(
@@ -107,6 +108,18 @@ pub fn prepare_subject(files: &SubjectFiles, options: &PrepareOptions) -> Result
         intensity_high: intensity.high,
     };
     Ok(PreparedSubject { meta, samples })
+}
+
+/// Refuses a constant image (every voxel the same value, such as an all-zero scan): there is
+/// nothing to detect in it.
+fn check_not_constant(image: &Volume) -> Result<()> {
+    let mut values = image.data.iter();
+    let first = values.next().copied().unwrap_or(0.0);
+    if values.all(|&v| v == first) {
+        let detail = format!("the image is constant (every voxel is {first}): nothing to detect");
+        return Err(CoreError::input(&image.path, detail));
+    }
+    Ok(())
 }
 
 fn absolute(path: &std::path::Path) -> PathBuf {

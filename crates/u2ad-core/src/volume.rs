@@ -3,8 +3,9 @@
 //!
 //! The affine is chosen as nibabel's `get_best_affine` does: the sform when its code is > 0,
 //! else the qform when its code is > 0, else the pixdim scaling centred on the volume.
-//! Reading is defensive: the whole file is decompressed (so the gzip checksum is verified), the
-//! header is validated before any data are decoded, and every problem with the input is a
+//! Reading is defensive: the header is validated before any data are decoded, a gzip stream is
+//! inflated no further than its header declares (plus a margin: a gzip bomb is refused early)
+//! and to its end (so its checksum is verified), and every problem with the input is a
 //! one-line [`CoreError`] naming the file, never a panic.
 
 use std::io::Read;
@@ -339,6 +340,9 @@ pub struct Volume {
 const NIFTI1_HEADER_BYTES: usize = 348;
 const NIFTI1_MIN_VOX_OFFSET: usize = 352;
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+/// How far a gzip stream may inflate beyond the size its header declares (trailing bytes) before
+/// it is refused as corrupt or hostile (a gzip bomb).
+pub const GZIP_MARGIN_BYTES: usize = 1 << 20;
 /// nibabel's `Nifti1Header.quaternion_threshold`.
 const QUATERNION_THRESHOLD: f64 = 3.0 * f32::EPSILON as f64;
 
@@ -392,6 +396,20 @@ fn fixed_zooms(header: &NiftiHeader) -> [f64; 3] {
         *z = if v == 0.0 { 1.0 } else { v.abs() };
     }
     zooms
+}
+
+/// The warning for pixdim[1..=3] that are zero or negative, which [`fixed_zooms`] fixes as nibabel
+/// does (silently): one line naming the file, the fields and the values used; `None` when all
+/// are positive.
+fn fixed_zooms_warning(header: &NiftiHeader, path: &Path) -> Option<String> {
+    let zooms = fixed_zooms(header);
+    let fixed: Vec<String> = (1..=3)
+        .filter(|&a| header.pixdim[a] <= 0.0)
+        .map(|a| format!("pixdim[{a}] = {} read as {}", header.pixdim[a], zooms[a - 1]))
+        .collect();
+    (!fixed.is_empty()).then(|| {
+        format!("{}: voxel sizes that are not positive, fixed as nibabel does: {}", path.display(), fixed.join(", "))
+    })
 }
 
 /// The affine chosen as nibabel's `Nifti1Header.get_best_affine` after nibabel's header fixes:
@@ -455,22 +473,53 @@ pub fn header_affine(header: &NiftiHeader, path: &Path) -> Result<Affine> {
     Ok(Affine(affine))
 }
 
-/// Reads a whole file, gunzipping it when it starts with the gzip magic (whatever its name), and
-/// checking the gzip checksum, so that a corrupt or truncated `.nii.gz` is an error.
-fn read_file_bytes(path: &Path) -> Result<Vec<u8>> {
+/// The file's bytes (gunzipped when it starts with the gzip magic, whatever its name), its header
+/// and its checked layout. A gzip stream is inflated in two steps: the header, then at most the
+/// size that header declares plus [`GZIP_MARGIN_BYTES`], so that a gzip bomb is refused before it
+/// is inflated in full; a stream read to its end has its checksum verified.
+fn read_checked(path: &Path) -> Result<(Vec<u8>, NiftiHeader, Layout)> {
     let raw = std::fs::read(path).map_err(|e| CoreError::io(path, e))?;
     if !raw.starts_with(&GZIP_MAGIC) {
-        return Ok(raw);
+        let header = parse_header(&raw, path)?;
+        let layout = check_layout(&header, path)?;
+        return Ok((raw, header, layout));
     }
-    let mut out = Vec::new();
-    // The gzip trailer stores the uncompressed size (mod 2³²); deflate never expands more than
-    // ~1032 times, which bounds a corrupt trailer's claim.
-    if raw.len() >= 4 {
-        let isize = u32::from_le_bytes(raw[raw.len() - 4..].try_into().unwrap_or([0; 4])) as usize;
-        let _ = out.try_reserve_exact(isize.min(raw.len().saturating_mul(1032)));
+    let mut stream = flate2::read::MultiGzDecoder::new(&raw[..]);
+    let mut bytes = Vec::new();
+    inflate_up_to(&mut stream, NIFTI1_HEADER_BYTES, &mut bytes, path)?;
+    let header = parse_header(&bytes, path)?;
+    let layout = check_layout(&header, path)?;
+    let declared = layout.offset.saturating_add(layout.nbytes);
+    let limit = declared.saturating_add(GZIP_MARGIN_BYTES);
+    // Room for the whole stream only where the trailer's size agrees with the header.
+    let stated = gzip_trailer_size(&raw);
+    if (declared..=limit).contains(&stated) {
+        let _ = bytes.try_reserve_exact(stated.saturating_sub(bytes.len()));
     }
-    flate2::read::MultiGzDecoder::new(&raw[..]).read_to_end(&mut out).map_err(|e| gzip_error(path, e))?;
-    Ok(out)
+    inflate_up_to(&mut stream, limit.saturating_add(1), &mut bytes, path)?;
+    if bytes.len() > limit {
+        return Err(CoreError::input(
+            path,
+            format!(
+                "the gzip stream inflates beyond the {declared} bytes its header declares (a corrupt or hostile file)"
+            ),
+        ));
+    }
+    Ok((bytes, header, layout))
+}
+
+/// Inflates `stream` into `out` until `out` holds `limit` bytes or the stream ends.
+fn inflate_up_to(stream: &mut impl Read, limit: usize, out: &mut Vec<u8>, path: &Path) -> Result<()> {
+    let wanted = limit.saturating_sub(out.len()) as u64;
+    stream.take(wanted).read_to_end(out).map(drop).map_err(|e| gzip_error(path, e))
+}
+
+/// The uncompressed size the gzip trailer states (mod 2³²), bounded by deflate's largest
+/// expansion (~1032 times), which bounds a corrupt trailer's claim.
+fn gzip_trailer_size(raw: &[u8]) -> usize {
+    let Some(trailer) = raw.len().checked_sub(4).and_then(|start| raw.get(start..)) else { return 0 };
+    let stated = u32::from_le_bytes(trailer.try_into().unwrap_or([0; 4])) as usize;
+    stated.min(raw.len().saturating_mul(1032))
 }
 
 /// Reads the first `limit` bytes of a file (gunzipped when it is gzip).
@@ -582,7 +631,10 @@ fn check_layout(header: &NiftiHeader, path: &Path) -> Result<Layout> {
     let voxel_type = VoxelType::from_nifti(datatype)
         .ok_or_else(|| CoreError::DataType { path: path.to_path_buf(), datatype: format!("{datatype:?}") })?;
     let vox_offset = header.vox_offset;
-    if !vox_offset.is_finite() || (vox_offset as f64) < NIFTI1_MIN_VOX_OFFSET as f64 {
+    if !vox_offset.is_finite() {
+        return Err(header_error(format!("vox_offset = {vox_offset} is not a byte offset")));
+    }
+    if (vox_offset as f64) < NIFTI1_MIN_VOX_OFFSET as f64 {
         return Err(header_error(format!(
             "vox_offset = {vox_offset} lies inside the header (a .nii file's data start at byte {NIFTI1_MIN_VOX_OFFSET} or later)"
         )));
@@ -652,11 +704,12 @@ impl Volume {
     /// one-line [`CoreError`] naming it; voxels that are NaN or infinite are an error.
     pub fn read(path: impl AsRef<Path>) -> Result<Volume> {
         let path = path.as_ref();
-        let bytes = read_file_bytes(path)?;
-        let header = parse_header(&bytes, path)?;
-        let layout = check_layout(&header, path)?;
+        let (bytes, header, layout) = read_checked(path)?;
         let scale = scaling(&header, path)?;
         let affine = header_affine(&header, path)?;
+        if let Some(warning) = fixed_zooms_warning(&header, path) {
+            tracing::warn!("{warning}");
+        }
 
         let available = bytes.len().saturating_sub(layout.offset);
         if available < layout.nbytes {

@@ -7,12 +7,18 @@
 //! axis S); sub-unf02_T2star is 4.98 x 4.98 x 37.5 mm LAS (thick axis S); sub-unf01 is 1 mm
 //! isotropic (column norms 1.0, 1.0, 0.9999999), RAS, 131 x 141 x 16 voxels: an axial slab.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use ndarray::{Array2, Array3, Array5};
 use nifti::writer::WriterOptions;
+use u2ad_core::cohort::SubjectFiles;
 use u2ad_core::locate::sample_file;
-use u2ad_core::volume::{check_sagittal, header_affine, read_header, Volume, VoxelType, GRID_TOLERANCE_MM};
+use u2ad_core::prepare::{prepare_subject, PrepareOptions};
+use u2ad_core::volume::{
+    check_sagittal, header_affine, read_header, Volume, VoxelType, GRID_TOLERANCE_MM, GZIP_MARGIN_BYTES,
+};
 use u2ad_core::CoreError;
 
 const ERRSM30: &str = "spine-t2/sub-errsm30/anat/sub-errsm30_T2w.nii.gz";
@@ -356,6 +362,10 @@ fn invalid_headers() {
     let (error, msg) = read_error(&path);
     assert!(matches!(error, CoreError::Header { .. }), "{error:?}");
     assert!(msg.contains("vox_offset = 0 lies inside the header"), "{msg}");
+    patch(&path, 108, &f32::NAN.to_ne_bytes());
+    let (error, msg) = read_error(&path);
+    assert!(matches!(error, CoreError::Header { .. }), "{error:?}");
+    assert!(msg.contains("vox_offset = NaN is not a byte offset"), "{msg}");
 
     // A negative dimension (dim[2] = -55).
     let path = plain_errsm30(dir.path(), "negative_dim.nii");
@@ -407,4 +417,129 @@ fn writing_to_a_bad_path_or_with_a_wrong_shape() {
     assert!(matches!(error, CoreError::Input { .. }), "{error:?}");
     let msg = message(&error, &blocker);
     assert!(msg.contains("cannot create the output folder"), "{msg}");
+}
+
+/// `bytes` gzip-compressed (best: 64 MiB of zeros stay about 64 KB, whichever deflate backend the
+/// build unifies flate2 to), as a `.nii.gz` in `dir`.
+fn gzip_file(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    encoder.write_all(bytes).unwrap();
+    temp_copy_of(dir, name, &encoder.finish().unwrap())
+}
+
+/// A 4 x 4 x 4 uint8 image (352 + 64 bytes) followed by `trailing` zero bytes, gzipped.
+fn small_image_with_trailing_bytes(dir: &Path, name: &str, trailing: usize) -> PathBuf {
+    let plain = dir.join("small.nii");
+    let data = Array3::<u8>::from_shape_fn((4, 4, 4), |(i, j, k)| (i + 4 * j + 16 * k) as u8);
+    WriterOptions::new(&plain).write_nifti(&data).unwrap();
+    let mut bytes = std::fs::read(&plain).unwrap();
+    assert_eq!(bytes.len(), 352 + 64);
+    bytes.resize(bytes.len() + trailing, 0);
+    gzip_file(dir, name, &bytes)
+}
+
+/// A gzip stream that inflates far beyond what its header declares is refused after inflating
+/// at most the declared size plus the margin; up to the margin, trailing bytes are accepted.
+#[test]
+fn gzip_bomb_is_refused_before_it_is_inflated() {
+    let dir = tempfile::tempdir().unwrap();
+    // 64 MiB of zeros behind a 416-byte image: a 64 KB file.
+    let bomb = small_image_with_trailing_bytes(dir.path(), "bomb.nii.gz", 64 << 20);
+    assert!(std::fs::metadata(&bomb).unwrap().len() < 400_000);
+    let (error, msg) = read_error(&bomb);
+    assert!(matches!(error, CoreError::Input { .. }), "{error:?}");
+    assert!(
+        msg.ends_with(
+            "bomb.nii.gz: the gzip stream inflates beyond the 416 bytes its header declares (a corrupt or hostile file)"
+        ),
+        "{msg}"
+    );
+
+    let at_margin = small_image_with_trailing_bytes(dir.path(), "at_margin.nii.gz", GZIP_MARGIN_BYTES);
+    let v = Volume::read(&at_margin).unwrap();
+    assert_eq!(v.data[[3, 2, 1]], (3 + 8 + 16) as f32);
+    let over = small_image_with_trailing_bytes(dir.path(), "over.nii.gz", GZIP_MARGIN_BYTES + 1);
+    let (_, msg) = read_error(&over);
+    assert!(msg.contains("inflates beyond the 416 bytes"), "{msg}");
+}
+
+/// Records the message of every tracing event (a subscriber for one test thread).
+struct EventRecorder(Arc<Mutex<Vec<String>>>);
+
+impl tracing::Subscriber for EventRecorder {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        let mut text = String::new();
+        event.record(&mut |field: &tracing::field::Field, value: &dyn std::fmt::Debug| {
+            if field.name() == "message" {
+                text = format!("{value:?}");
+            }
+        });
+        self.0.lock().unwrap().push(text);
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+/// Reads `path`, returning the volume and the warnings logged meanwhile.
+fn read_with_warnings(path: &Path) -> (Volume, Vec<String>) {
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let volume = tracing::subscriber::with_default(EventRecorder(events.clone()), || Volume::read(path).unwrap());
+    let warnings = events.lock().unwrap().clone();
+    (volume, warnings)
+}
+
+/// Zero and negative pixdim are fixed as nibabel does, with one warning naming the file.
+#[test]
+fn zero_or_negative_pixdim_is_fixed_with_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = plain_errsm30(dir.path(), "bad_pixdim.nii");
+    let (_, warnings) = read_with_warnings(&path);
+    assert!(warnings.is_empty(), "{warnings:?}");
+
+    patch(&path, 80, &(-0.5f32).to_ne_bytes()); // pixdim[1]
+    patch(&path, 88, &0.0f32.to_ne_bytes()); // pixdim[3]
+    patch(&path, 254, &0i16.to_ne_bytes()); // sform_code: the qform (and pixdim) give the affine
+    let (v, warnings) = read_with_warnings(&path);
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    let warning = &warnings[0];
+    assert!(!warning.contains('\n'), "{warning}");
+    assert!(
+        warning.ends_with(
+            "bad_pixdim.nii: voxel sizes that are not positive, fixed as nibabel does: \
+             pixdim[1] = -0.5 read as 0.5, pixdim[3] = 0 read as 1"
+        ),
+        "{warning}"
+    );
+    let spacing = v.spacing_mm();
+    assert!((spacing[0] - 0.5).abs() < 1e-6 && (spacing[1] - 1.0).abs() < 1e-6, "{spacing:?}");
+    assert!((spacing[2] - 1.0).abs() < 1e-6, "{spacing:?}");
+}
+
+/// A constant T2 image (all zero, or any one value) has nothing to detect: prepare refuses it.
+#[test]
+fn constant_image_is_refused_by_prepare() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = read(ERRSM30);
+    for value in [0.0f32, 812.5] {
+        let path = dir.path().join(format!("sub-flat{value}_T2w.nii.gz"));
+        v.write_like(Array3::from_elem(v.data.raw_dim(), value).view(), VoxelType::Float32, &path).unwrap();
+        let files = SubjectFiles {
+            subject: "sub-flat".into(),
+            image: path.clone(),
+            cord_mask: Some(sample_file(ERRSM30_CORD)),
+            csf_mask: None,
+            levels: None,
+        };
+        let error = prepare_subject(&files, &PrepareOptions::default()).unwrap_err();
+        let msg = message(&error, &path);
+        assert!(msg.ends_with(&format!("the image is constant (every voxel is {value}): nothing to detect")), "{msg}");
+    }
 }

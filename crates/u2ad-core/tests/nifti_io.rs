@@ -1003,3 +1003,39 @@ fn sagittal_check_accepts_isotropic_and_left_right_thick_scans() {
     assert_eq!(t.orientation().to_string(), "PSR");
     check_sagittal(&t).unwrap();
 }
+
+/// A .nii.gz written as several gzip members (split inside the header, as concatenated or
+/// parallel gzip tools write them), or with trailing bytes up to the margin after its voxels,
+/// reads as the original; so does an uncompressed file with trailing bytes.
+#[test]
+fn multi_member_gzip_and_trailing_bytes_read_as_the_original() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let original = read(ERRSM30);
+    let mut plain = Vec::new();
+    flate2::read::GzDecoder::new(&std::fs::read(sample_file(ERRSM30)).unwrap()[..]).read_to_end(&mut plain).unwrap();
+    let gzip = |bytes: &[u8]| {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        encoder.write_all(bytes).unwrap();
+        encoder.finish().unwrap()
+    };
+    let mut members = Vec::new();
+    for part in [&plain[..200], &plain[200..100_000], &plain[100_000..]] {
+        members.extend(gzip(part));
+    }
+    let with_trailing = [plain.clone(), vec![7u8; u2ad_core::volume::GZIP_MARGIN_BYTES]].concat();
+    let files = [
+        ("members.nii.gz", members),
+        ("trailing.nii.gz", gzip(&with_trailing)),
+        ("trailing.nii", with_trailing.clone()),
+        ("more_trailing.nii", [with_trailing, vec![0u8; 4096]].concat()),
+    ];
+    for (name, bytes) in files {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let v = Volume::read(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(v.data, original.data, "{name}");
+        assert_eq!(v.affine, original.affine, "{name}");
+        assert_eq!(read_header(&path).unwrap(), original.header, "{name}");
+    }
+}

@@ -10,8 +10,9 @@ use clap::Args;
 use serde_json::json;
 use u2ad_model::train::LearningRateStart;
 
-use super::train_common::{self as common, DeviceKind, TrainingFlags};
+use super::train_common::{self as common, TrainingFlags};
 use super::Context;
+use crate::device::Device;
 
 #[derive(Args, Debug)]
 #[command(after_help = "Examples:\n  \
@@ -43,13 +44,12 @@ pub struct AdaptArgs {
 }
 
 pub fn run(args: AdaptArgs, context: &Context) -> anyhow::Result<()> {
-    common::require_device(args.training.device)?;
-    match args.training.device {
-        DeviceKind::Cpu => run_on::<burn::backend::Autodiff<burn::backend::Flex>>(args, context, &Default::default()),
+    match crate::device::resolve(args.training.device, context.quiet)? {
+        Device::Cpu => run_on::<burn::backend::Autodiff<burn::backend::Flex>>(args, context, &Default::default()),
         #[cfg(feature = "cuda")]
-        DeviceKind::Cuda => run_on::<burn::backend::Autodiff<burn::backend::Cuda>>(args, context, &Default::default()),
+        Device::Cuda(n) => run_on::<burn::backend::Autodiff<burn::backend::Cuda>>(args, context, &burn::backend::cuda::CudaDevice::new(n)),
         #[cfg(not(feature = "cuda"))]
-        DeviceKind::Cuda => unreachable!("refused by require_device"),
+        Device::Cuda(_) => unreachable!("refused by device::resolve"),
     }
 }
 

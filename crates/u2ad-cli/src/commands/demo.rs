@@ -34,7 +34,7 @@ use u2ad_core::synth::{write_cohort, CohortOptions, CohortRequest, SynthConfig, 
 use u2ad_model::train::TrainingConfig;
 use u2ad_model::MaskingStrategy;
 
-use super::train_common::{require_device, DeviceKind};
+use crate::device::{parse_device, DeviceChoice};
 use super::Context;
 use crate::sidecar::{command_line, write_sidecar};
 
@@ -99,8 +99,8 @@ pub struct DemoArgs {
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Where training and inference run (`cuda` needs a build with `--features cuda`).
-    #[arg(long, value_enum, default_value_t = DeviceKind::Cpu)]
-    pub device: DeviceKind,
+    #[arg(long, value_parser = parse_device, default_value = "auto")]
+    pub device: DeviceChoice,
 }
 
 /// Parses a verb's flags as its command line would (so every default is the verb's own).
@@ -199,11 +199,7 @@ pub fn run(args: DemoArgs, context: &Context) -> anyhow::Result<()> {
         bail!("--copies must be at least 1");
     }
     target_synth_config(&args).validate().map_err(|e| anyhow::anyhow!("{e}"))?;
-    require_device(args.device)?;
-    let device = match args.device {
-        DeviceKind::Cpu => "cpu",
-        DeviceKind::Cuda => "cuda",
-    };
+    let device = crate::device::resolve(args.device, context.quiet)?.flag();
     let (config_text, config_name) = match &args.config {
         Some(path) => (std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?, path.display().to_string()),
         None => (DEMO_CONFIG.to_string(), "configs/demo.toml (built in)".to_string()),

@@ -37,8 +37,8 @@ use super::call_args::MapCallArgs;
 use super::calibrate::{parse_shard, write_calls, write_shard_record, MapRun, Shard, ShardRecord, ShardSubject};
 use super::prepare::{find_inputs, read_slices, Inputs, ScanInputs};
 use super::cohort_outputs::{merged, SubjectResult as Detected};
-use super::train_common::{require_device, DeviceKind};
 use super::Context;
+use crate::device::{parse_device, Device, DeviceChoice};
 use crate::progress;
 use crate::sidecar::stage_sidecar;
 use u2ad_core::names::printable;
@@ -133,9 +133,10 @@ pub struct DetectArgs {
     /// reconstruction: T2 hyperintensities) or `both` (the paper's |image - reconstruction|).
     #[arg(long, value_enum, default_value = "hyperintense")]
     pub polarity: PolarityArg,
-    /// Where the model runs (`cuda` needs a build with `--features cuda`).
-    #[arg(long, value_enum, default_value_t = DeviceKind::Cpu)]
-    pub device: DeviceKind,
+    /// Where the model runs: auto (CUDA when this build has it and a driver, else the CPU),
+    /// cpu, cuda, cuda:N.
+    #[arg(long, value_parser = parse_device, default_value = "auto")]
+    pub device: DeviceChoice,
     /// Seed of the mask schedules (each slice's seed derives from it, the subject and the slice).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -337,13 +338,12 @@ fn settings_of(args: &DetectArgs) -> anyhow::Result<(McConfig, MapScoring, CallC
 }
 
 pub fn run(args: DetectArgs, context: &Context) -> anyhow::Result<()> {
-    require_device(args.device)?;
-    match args.device {
-        DeviceKind::Cpu => run_on::<burn::backend::Flex>(args, context, &Default::default()),
+    match crate::device::resolve(args.device, context.quiet)? {
+        Device::Cpu => run_on::<burn::backend::Flex>(args, context, &Default::default()),
         #[cfg(feature = "cuda")]
-        DeviceKind::Cuda => run_on::<burn::backend::Cuda>(args, context, &Default::default()),
+        Device::Cuda(n) => run_on::<burn::backend::Cuda>(args, context, &burn::backend::cuda::CudaDevice::new(n)),
         #[cfg(not(feature = "cuda"))]
-        DeviceKind::Cuda => unreachable!("refused by require_device"),
+        Device::Cuda(_) => unreachable!("refused by device::resolve"),
     }
 }
 

@@ -3,10 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context as _};
+use anyhow::Context as _;
 use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
-use clap::{Args, ValueEnum};
+use clap::Args;
 use indicatif::ProgressBar;
 use serde_json::{json, Value};
 use u2ad_core::dataset::PreparedDataset;
@@ -17,6 +17,7 @@ use u2ad_model::{save_model, TrainingConfig, TrainingObserver, TrainingOutcome, 
 
 use super::train_plots;
 use super::Context;
+use crate::device::{parse_device, DeviceChoice};
 use crate::progress;
 use crate::sidecar::{command_line, write_sidecar};
 
@@ -24,15 +25,6 @@ use crate::sidecar::{command_line, write_sidecar};
 pub const CONFIG_FILE: &str = "config.toml";
 /// Name of the trained model inside a run folder.
 pub const MODEL_FILE: &str = "model.safetensors";
-
-/// Where the tensors live.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum DeviceKind {
-    /// The CPU (burn's Flex backend).
-    Cpu,
-    /// An NVIDIA GPU (burn's CUDA backend; needs a build with `--features cuda`).
-    Cuda,
-}
 
 /// Flags of both training commands.
 #[derive(Args, Debug)]
@@ -53,9 +45,10 @@ pub struct TrainingFlags {
     /// Continue the run in --out from its latest checkpoint.
     #[arg(long)]
     pub resume: bool,
-    /// Where to train.
-    #[arg(long, value_enum, default_value_t = DeviceKind::Cpu)]
-    pub device: DeviceKind,
+    /// Where to train: auto (CUDA when this build has it and a driver, else the CPU), cpu, cuda,
+    /// cuda:N.
+    #[arg(long, value_parser = parse_device, default_value = "auto")]
+    pub device: DeviceChoice,
 }
 
 /// Reads the configuration: the --config file (or, when resuming, the run's config.toml), else
@@ -272,14 +265,6 @@ pub fn provenance(kind: &str, data: &LoadedData, config: &TrainingConfig, epochs
         p.extend(extra);
     }
     p
-}
-
-/// Refuses `--device cuda` in a build without the feature.
-pub fn require_device(kind: DeviceKind) -> anyhow::Result<()> {
-    if kind == DeviceKind::Cuda && !cfg!(feature = "cuda") {
-        bail!("this u2ad was built without CUDA support: rebuild with `cargo build --release --features cuda`, or use --device cpu");
-    }
-    Ok(())
 }
 
 /// Prints the end-of-run summary.

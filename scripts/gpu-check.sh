@@ -17,17 +17,17 @@ export U2AD_DATA=$G/data
 $U --version >> $OUT/gpu.txt 2>&1
 $U -q prepare $G/data/spine-t2 -o $W/h3.u2ds --include sub-errsm11 --include sub-errsm18 --include sub-errsm21 > $OUT/prepare.log 2>&1
 # 1. Training speed alone: paper configuration, batch 10, 6 epochs of 51 slices.
-( time timeout 100 $U pretrain --device cuda --data $W/h3.u2ds --out $W/speed --config configs/paper.toml --epochs 6 ) > $OUT/speed.log 2>&1
+( time timeout 100 $U pretrain $W/h3.u2ds --device cuda --out $W/speed --config configs/paper.toml --epochs 6 ) > $OUT/speed.log 2>&1
 cp $W/speed/losses.csv $OUT/speed_losses.csv
 # 2. MC speed alone: detect the 3 healthy subjects (51 slices), K = 10, batch 8 and 32 copies.
 ( time timeout 60 $U detect $W/h3.u2ds --model $W/speed/model.safetensors --out $W/det8 --device cuda --pooling pooled ) > $OUT/detect8.log 2>&1
-( time timeout 60 $U detect $W/h3.u2ds --model $W/speed/model.safetensors --out $W/det32 --device cuda --batch 32 --pooling pooled ) > $OUT/detect32.log 2>&1
+( time timeout 60 $U detect $W/h3.u2ds --model $W/speed/model.safetensors --out $W/det32 --device cuda --mc-batch 32 --pooling pooled ) > $OUT/detect32.log 2>&1
 nvidia-smi --query-gpu=memory.used --format=csv >> $OUT/gpu.txt
 # 3. In parallel: demos and the sweep.
 ( time timeout 330 $U demo --device cuda --data $G/data --out $W/demo-paper --config $G/cfg/paper-short.toml ) > $OUT/demo-paper.log 2>&1 &
 ( time timeout 300 $U demo --device cuda --data $G/data --out $W/demo-default ) > $OUT/demo-default.log 2>&1 &
 for s in s1 s2 s3 s4; do
-  ( timeout 280 $U -q pretrain --device cuda --data $W/h3.u2ds --out $W/$s --config $G/cfg/$s.toml ) > $OUT/$s.log 2>&1 &
+  ( timeout 280 $U -q pretrain $W/h3.u2ds --device cuda --out $W/$s --config $G/cfg/$s.toml ) > $OUT/$s.log 2>&1 &
 done
 wait
 for s in s1 s2 s3 s4 demo-paper/runs/pretrain demo-paper/runs/adapt demo-default/runs/pretrain demo-default/runs/adapt; do

@@ -40,9 +40,7 @@ fn sidecar_text(extra: Value) -> anyhow::Result<String> {
 pub fn write_sidecar(output: &Path, extra: Value) -> anyhow::Result<PathBuf> {
     let path = sidecar_path(output);
     let text = sidecar_text(extra)?;
-    u2ad_core::volume::write_atomically(&path, |tmp| {
-        std::fs::write(tmp, &text).map_err(|e| u2ad_core::CoreError::io(&path, e))
-    })?;
+    u2ad_core::staging::write_file_atomically(&path, text.as_bytes())?;
     Ok(path)
 }
 

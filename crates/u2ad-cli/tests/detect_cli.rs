@@ -10,7 +10,7 @@ use u2ad_core::volume::Volume;
 use u2ad_model::model_file;
 
 mod common;
-use common::{errsm30, s, text, tiny_model, u2ad};
+use common::{errsm30, relative_files, s, text, tiny_model, u2ad};
 
 fn read_csv(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
     let mut reader = csv::Reader::from_path(path).unwrap();
@@ -21,23 +21,6 @@ fn read_csv(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
 
 fn json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
-}
-
-fn relative_files(root: &Path) -> Vec<String> {
-    let mut files = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                files.push(path.strip_prefix(root).unwrap().display().to_string());
-            }
-        }
-    }
-    files.sort();
-    files
 }
 
 const LEVEL_HEADER: [&str; 14] = [
@@ -412,6 +395,20 @@ fn bad_input_is_one_line_naming_the_file_and_writes_nothing() {
     assert!(!output.status.success());
     assert!(text(&output.stderr).contains("u2ad: error: invalid scoring configuration"), "{}", text(&output.stderr));
     assert!(!out.exists());
+}
+
+#[test]
+fn the_old_batch_flag_sets_the_monte_carlo_batch() {
+    // `detect --batch`, the spelling before `--mc-batch` (which no longer sits beside training's
+    // `--batch-size`), stays (hidden) for one release.
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let out = dir.path().join("slices");
+    let output = u2ad(&["detect", s(&sample_file("clinical-slices")), "--model", s(&model), "--out", s(&out), "-k", "2", "--batch", "3", "--threshold", "0.001", "--quiet"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let sidecar = json(&out.join("slice-1/anat/slice-1_desc-anomaly.json"));
+    assert_eq!(sidecar["MonteCarlo"]["passes_per_batch"], 3, "{sidecar}");
+    assert!(!text(&u2ad(&["detect", "--help"]).stdout).contains("--batch "), "hidden from --help");
 }
 
 #[test]

@@ -10,6 +10,8 @@ use u2ad_core::detect_outputs::SubjectOutputs;
 use u2ad_core::locate::sample_file;
 use u2ad_core::synth::{write_cohort, CohortOptions, CohortRequest, SynthConfig, ValueRange};
 
+mod common;
+
 fn u2ad(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_u2ad")).args(args).output().expect("u2ad runs")
 }
@@ -126,6 +128,43 @@ fn read_csv_tsv(path: &Path) -> Vec<std::collections::HashMap<String, String>> {
         .records()
         .map(|r| headers.iter().cloned().zip(r.unwrap().iter().map(str::to_string)).collect())
         .collect()
+}
+
+/// Every CSV table under a detection folder, by path relative to it.
+fn tables(root: &Path) -> Vec<(String, String)> {
+    common::relative_files(root)
+        .into_iter()
+        .filter(|name| name.ends_with(".csv"))
+        .map(|name| {
+            let text = std::fs::read_to_string(root.join(&name)).unwrap();
+            (name, text)
+        })
+        .collect()
+}
+
+#[test]
+fn the_old_mid_slice_only_flag_is_slices_mid() {
+    // `baseline --mid-slice-only`, the spelling before baseline took detect's `--slices mid|all`,
+    // stays (hidden) for one release and gives exactly the tables of `--slices mid`.
+    let dir = tempfile::tempdir().unwrap();
+    let truth = synthetic_cohort(dir.path());
+    let data = dir.path().join("synth.u2ds");
+    let output = u2ad(&["prepare", s(&truth), "--out", s(&data), "--quiet"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let run = |name: &str, extra: &[&str]| -> Vec<(String, String)> {
+        let out = dir.path().join(name);
+        let mut args = vec!["baseline", s(&data), "--method", "intensity-voxel-z", "--out", s(&out), "--pooling", "pooled", "--min-reference", "3", "--quiet"];
+        args.extend_from_slice(extra);
+        let output = u2ad(&args);
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        tables(&out)
+    };
+    let old = run("old", &["--mid-slice-only"]);
+    assert!(old.iter().any(|(path, _)| path == "levels.csv"), "{old:?}");
+    assert_eq!(old, run("mid", &["--slices", "mid"]));
+    assert_ne!(old, run("all", &["--slices", "all"]), "the flag changes the curve");
+    let both = u2ad(&["baseline", s(&data), "--out", s(&dir.path().join("both")), "--mid-slice-only", "--slices", "all"]);
+    assert!(!both.status.success() && String::from_utf8_lossy(&both.stderr).contains("cannot be used with"));
 }
 
 #[test]

@@ -273,7 +273,7 @@ fn a_full_disk_is_named_and_leaves_nothing_half_written() {
 
     // Pretraining: the checkpoint does not fit; the error names the file and the cause.
     let (data, config) = training_inputs(dir.path());
-    let args: Vec<String> = ["pretrain", "--data", s(&data), "--out", s(&mount.join("run")), "--config", s(&config), "--quiet"].map(String::from).to_vec();
+    let args: Vec<String> = ["pretrain", s(&data), "--out", s(&mount.join("run")), "--config", s(&config), "--quiet"].map(String::from).to_vec();
     let Some((output, _)) = on_full_disk(&mount, "24k", &args) else { return };
     let line = error_line(&output);
     assert!(line.contains("No space left on device") && line.contains("/disk/run/"), "{line}");
@@ -284,32 +284,32 @@ fn a_truncated_checkpoint_is_one_line_and_keeps_the_run_config() {
     let dir = tempfile::tempdir().unwrap();
     let (data, config) = training_inputs(dir.path());
     let out = dir.path().join("run");
-    let output = u2ad(&["pretrain", "--data", s(&data), "--out", s(&out), "--config", s(&config), "--quiet"]);
+    let output = u2ad(&["pretrain", s(&data), "--out", s(&out), "--config", s(&config), "--quiet"]);
     assert!(output.status.success(), "{}", text(&output.stderr));
     let saved = std::fs::read(out.join("config.toml")).unwrap();
     let checkpoint = out.join("checkpoints/epoch-0001");
     let model = checkpoint.join("model.mpk");
     let bytes = std::fs::read(&model).unwrap();
     std::fs::write(&model, &bytes[..bytes.len() / 2]).unwrap();
-    let line = error_line(&u2ad(&["pretrain", "--data", s(&data), "--out", s(&out), "--resume", "--quiet"]));
+    let line = error_line(&u2ad(&["pretrain", s(&data), "--out", s(&out), "--resume", "--quiet"]));
     assert!(line.contains("model.mpk") && line.contains("damaged or truncated"), "{line}");
     assert_eq!(std::fs::read(out.join("config.toml")).unwrap(), saved, "config.toml untouched");
     // A checkpoint of an older u2ad (no SHA256SUMS) with an empty file: still one line.
     std::fs::remove_file(checkpoint.join("SHA256SUMS")).unwrap();
     std::fs::write(&model, b"").unwrap();
-    let line = error_line(&u2ad(&["pretrain", "--data", s(&data), "--out", s(&out), "--resume", "--quiet"]));
+    let line = error_line(&u2ad(&["pretrain", s(&data), "--out", s(&out), "--resume", "--quiet"]));
     assert!(line.contains("model.mpk") && line.contains("cannot decode the checkpoint file"), "{line}");
 
     // A run that fails its checks leaves no config.toml in a new folder.
     let fresh = dir.path().join("fresh");
-    let line = error_line(&u2ad(&["pretrain", "--data", s(&data), "--out", s(&fresh), "--config", s(&config), "--resume", "--quiet"]));
+    let line = error_line(&u2ad(&["pretrain", s(&data), "--out", s(&fresh), "--config", s(&config), "--resume", "--quiet"]));
     assert!(line.contains("no checkpoint to resume from"), "{line}");
     assert!(!fresh.join("config.toml").exists());
     let truncated = dir.path().join("truncated.u2ds");
     let bytes = std::fs::read(&data).unwrap();
     std::fs::write(&truncated, &bytes[..bytes.len() - 1000]).unwrap();
     let never = dir.path().join("never");
-    let line = error_line(&u2ad(&["pretrain", "--data", s(&truncated), "--out", s(&never), "--config", s(&config), "--quiet"]));
+    let line = error_line(&u2ad(&["pretrain", s(&truncated), "--out", s(&never), "--config", s(&config), "--quiet"]));
     assert!(line.contains("truncated.u2ds"), "{line}");
     assert!(!never.exists(), "no run folder for a run that never started");
 }

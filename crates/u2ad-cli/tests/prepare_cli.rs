@@ -25,7 +25,7 @@ fn s(path: &Path) -> &str {
 fn prepares_the_shared_cohort_and_prints_the_table() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("healthy.u2ds");
-    let output = u2ad(&["prepare", s(&sample_file("spine-t2")), "-o", s(&out), "--quiet"]);
+    let output = u2ad(&["prepare", s(&sample_file("spine-t2")), "--out", s(&out), "--quiet"]);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let table = String::from_utf8_lossy(&output.stdout);
     let row = table.lines().find(|l| l.starts_with("sub-errsm11")).expect("a row for sub-errsm11");
@@ -49,6 +49,18 @@ fn prepares_the_clinical_slices() {
     let dataset = u2ad_core::dataset::PreparedDataset::read(&out).unwrap();
     assert_eq!(dataset.len(), 2);
     assert_eq!(dataset.meta.subjects[0].subject, "slice-1");
+}
+
+#[test]
+fn the_old_output_flag_still_writes_the_dataset() {
+    // `--output`, prepare's spelling before every verb wrote to -o/--out, stays (hidden) for one release.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("clinical.u2ds");
+    let output = u2ad(&["prepare", s(&sample_file("clinical-slices")), "--output", s(&out), "--quiet"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let dataset = u2ad_core::dataset::PreparedDataset::read(&out).unwrap();
+    assert_eq!(dataset.len(), 2);
+    assert!(!String::from_utf8_lossy(&u2ad(&["prepare", "--help"]).stdout).contains("--output"), "hidden from --help");
 }
 
 struct BadCase {

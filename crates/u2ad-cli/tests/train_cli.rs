@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+
 use u2ad_core::dataset::{PreparedDataset, PreparedSample, SampleMeta, SubjectMeta, SAMPLE_PIXELS, SAMPLE_SIZE};
 
 fn u2ad(args: &[&str]) -> Output {
@@ -135,7 +137,7 @@ fn pretrain_then_adapt_write_their_run_folders() {
     let dir = tempfile::tempdir().unwrap();
     let (data, config) = setup(dir.path());
     let pre = dir.path().join("runs/pretrain");
-    ok(&u2ad(&["pretrain", "--data", s(&data), "--out", s(&pre), "--config", s(&config), "--quiet"]));
+    ok(&u2ad(&["pretrain", s(&data), "--out", s(&pre), "--config", s(&config), "--quiet"]));
     for file in ["model.safetensors", "model.json", "config.toml", "losses.csv", "training.png", "reconstruction.png", "checkpoints/epoch-0002/state.json"] {
         assert!(pre.join(file).is_file(), "{file}");
     }
@@ -155,7 +157,7 @@ fn pretrain_then_adapt_write_their_run_folders() {
 
     let adapt = dir.path().join("runs/adapt");
     let model = pre.join("model.safetensors");
-    ok(&u2ad(&["adapt", "--data", s(&data), "--model", s(&model), "--out", s(&adapt), "--config", s(&config), "--au-epochs", "1", "--quiet"]));
+    ok(&u2ad(&["adapt", s(&data), "--model", s(&model), "--out", s(&adapt), "--config", s(&config), "--au-epochs", "1", "--quiet"]));
     for file in ["model.safetensors", "config.toml", "losses.csv", "uncertainty.csv", "training.png", "uncertainty.png", "reconstruction.png"] {
         assert!(adapt.join(file).is_file(), "{file}");
     }
@@ -177,23 +179,49 @@ fn bad_input_gives_one_line_naming_the_file() {
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "[training]\nbatchsize = 4\n").unwrap();
     let out = dir.path().join("run");
-    let line = stderr_line(&u2ad(&["pretrain", "--data", s(&data), "--out", s(&out), "--config", s(&bad)]));
+    let line = stderr_line(&u2ad(&["pretrain", s(&data), "--out", s(&out), "--config", s(&bad)]));
     assert!(line.contains("bad.toml") && line.contains("batchsize"), "{line}");
     assert!(!out.exists(), "nothing written");
 
-    let line = stderr_line(&u2ad(&["pretrain", "--data", s(&dir.path().join("missing.u2ds")), "--out", s(&out), "--epochs", "1"]));
+    let line = stderr_line(&u2ad(&["pretrain", s(&dir.path().join("missing.u2ds")), "--out", s(&out), "--epochs", "1"]));
     assert!(line.contains("missing.u2ds"), "{line}");
 
-    let line = stderr_line(&u2ad(&["pretrain", "--data", s(&data), "--out", s(&out), "--batch-size", "0"]));
+    let line = stderr_line(&u2ad(&["pretrain", s(&data), "--out", s(&out), "--batch-size", "0"]));
     assert!(line.contains("training.batch_size is 0"), "{line}");
 
-    let line = stderr_line(&u2ad(&["adapt", "--data", s(&data), "--model", s(&data), "--out", s(&out)]));
+    let line = stderr_line(&u2ad(&["adapt", s(&data), "--model", s(&data), "--out", s(&out)]));
     assert!(line.contains("cohort.u2ds") && line.contains("not a u2ad model file") || line.contains("no model configuration"), "{line}");
 
     if !cfg!(feature = "cuda") {
-        let line = stderr_line(&u2ad(&["pretrain", "--data", s(&data), "--out", s(&out), "--device", "cuda"]));
+        let line = stderr_line(&u2ad(&["pretrain", s(&data), "--out", s(&out), "--device", "cuda"]));
         assert!(line.contains("without CUDA support"), "{line}");
     }
+}
+
+#[test]
+fn the_old_data_flag_still_names_the_dataset() {
+    // `--data DATA`, the spelling before the dataset became the first argument, stays (hidden)
+    // for one release: it reaches the same dataset; both spellings at once, or neither, are refused.
+    let dir = tempfile::tempdir().unwrap();
+    let (data, _) = setup(dir.path());
+    let missing = dir.path().join("missing.u2ds");
+    let out = dir.path().join("run");
+    let model = common::tiny_model(dir.path());
+    for args in [
+        vec!["pretrain", "--data", s(&missing), "--out", s(&out), "--epochs", "1"],
+        vec!["adapt", "--data", s(&missing), "--model", s(&model), "--out", s(&out)],
+    ] {
+        let line = stderr_line(&u2ad(&args));
+        assert!(line.contains("missing.u2ds"), "{args:?}: {line}");
+        let mut positional = args.clone();
+        positional.remove(1);
+        assert_eq!(stderr_line(&u2ad(&positional)), line, "the first argument reads the same");
+    }
+    let both = u2ad(&["pretrain", s(&data), "--data", s(&data), "--out", s(&out)]);
+    assert!(!both.status.success() && String::from_utf8_lossy(&both.stderr).contains("cannot be used with"));
+    let neither = u2ad(&["adapt", "--model", s(&model), "--out", s(&out)]);
+    assert!(!neither.status.success() && String::from_utf8_lossy(&neither.stderr).contains("required"));
+    assert!(!out.exists(), "nothing written");
 }
 
 /// Tensors of a model file by name, as raw bytes.
@@ -239,7 +267,7 @@ fn a_killed_run_resumes_to_the_same_weights() {
     let (data, config) = (s(&data).to_string(), s(&config).to_string());
     let run = |command: &str, out: &Path, extra: &[&str]| -> Vec<String> {
         let mut args: Vec<String> =
-            [command, "--data", &data, "--out", s(out), "--config", &config, "--quiet"].iter().map(|a| a.to_string()).collect();
+            [command, &data, "--out", s(out), "--config", &config, "--quiet"].iter().map(|a| a.to_string()).collect();
         args.extend(extra.iter().map(|a| a.to_string()));
         args
     };

@@ -153,7 +153,7 @@ pub fn fetch_files(dest: &Path, base: &str, files: &[SourceFile], on_file: &dyn 
                 format!("sha256 {got} does not match the expected {} for {}; nothing written", source.sha256, source.file),
             ));
         }
-        crate::volume::write_atomically(&target, |tmp| std::fs::write(tmp, &bytes).map_err(|e| CoreError::io(tmp, e)))?;
+        crate::staging::write_file_atomically(&target, &bytes)?;
         summary.downloaded += 1;
         summary.bytes += bytes.len() as u64;
     }
@@ -172,7 +172,7 @@ pub fn fetch_sample_data(dest: &Path, base: &str, on_file: &dyn Fn(usize, usize,
     let summary = fetch_files(dest, base, &files, on_file)?;
     let marker = dest.join(COMPLETE_MARKER);
     let listing: String = files.iter().map(|f| format!("{}  {}\n", f.sha256, f.file)).collect();
-    crate::volume::write_atomically(&marker, |tmp| std::fs::write(tmp, &listing).map_err(|e| CoreError::io(tmp, e)))?;
+    crate::staging::write_file_atomically(&marker, listing.as_bytes())?;
     Ok(summary)
 }
 

@@ -1,7 +1,8 @@
-//! Outputs that appear together or not at all: every file is written under a temporary name
-//! beside its destination, and renamed into place only when all of them were written
-//! ([`StagedWrites::commit`]). Dropped without a commit (an error, a full disk), the temporary
-//! files are removed, so a failed subject or cohort step leaves nothing half-written.
+//! Atomic writes, the one helper of that kind: a file is written under a temporary name beside
+//! its destination and renamed into place once complete ([`write_atomically`]); a set of files
+//! that must appear together or not at all is renamed into place only when all of them were
+//! written ([`StagedWrites::commit`]). Dropped without a commit (an error, a full disk), the
+//! temporary files are removed, so a failed subject or cohort step leaves nothing half-written.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -22,6 +23,29 @@ pub fn temporary_sibling(path: &Path) -> Result<PathBuf> {
     let name = path.file_name().ok_or_else(|| CoreError::input(path, "output path has no file name"))?;
     let unique = COUNTER.fetch_add(1, Ordering::Relaxed);
     Ok(dir.join(format!(".tmp-{}-{}-{}", std::process::id(), unique, name.to_string_lossy())))
+}
+
+/// Writes a file through `write` into a temporary sibling ([`temporary_sibling`]), then renames
+/// it onto `path`, so that a failure never leaves a half-written output.
+pub fn write_atomically(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or_else(|| Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| CoreError::input(dir, format!("cannot create the output folder: {e}")))?;
+    let tmp = temporary_sibling(path)?;
+    match write(&tmp) {
+        Ok(()) => std::fs::rename(&tmp, path).map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            CoreError::input(path, format!("cannot write file: {e}"))
+        }),
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
+}
+
+/// [`write_atomically`] of `bytes`; an error names `path`.
+pub fn write_file_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomically(path, |tmp| std::fs::write(tmp, bytes).map_err(|e| CoreError::io(path, e)))
 }
 
 impl StagedWrites {
@@ -91,6 +115,19 @@ mod tests {
                 if p.is_dir() { walk(&p) } else { vec![p] }
             })
             .collect()
+    }
+
+    #[test]
+    fn an_atomic_write_leaves_only_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.csv");
+        write_file_atomically(&path, b"x\n").unwrap();
+        write_file_atomically(&path, b"y\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "y\n");
+        assert_eq!(names(dir.path()), ["a.csv"]);
+        let error = write_atomically(&dir.path().join("b.csv"), |tmp| Err(CoreError::input(tmp, "full"))).unwrap_err();
+        assert!(error.to_string().contains("full"));
+        assert_eq!(names(dir.path()), ["a.csv"], "no temporary file left");
     }
 
     #[test]

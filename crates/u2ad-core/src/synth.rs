@@ -1,6 +1,6 @@
 //! Synthetic T2 hyperintensities in real healthy cords, with their ground truth: the evaluation
-//! set that stands in for a labelled lesion cohort (the paper's pseudo-anomaly set, method notes
-//! section 2).
+//! set that stands in for a labelled lesion cohort (the paper's pseudo-anomaly set,
+//! `docs/reference-notes.md` section 2).
 //!
 //! # The lesion model
 //!
@@ -44,7 +44,7 @@
 //!
 //! Why a blend and not a multiplication `I (1 + α (r − 1))`: oedema replaces the cord's signal;
 //! scaling would also scale the cord's fine structure and noise by `r` (up to 3), a texture
-//! no real lesion has; and the method notes read the paper's pseudo-anomaly histogram as about
+//! no real lesion has; and the reference notes read the paper's pseudo-anomaly histogram as about
 //! as wide as the cord's, shifted, which a blend gives and a multiplication (which widens it by
 //! `r`) does not. The blend alone would make the lesion core flat, hence the noise term, whose
 //! variance tops a blended voxel back up to the lesion's: `(1 − α)² σ² + (1 − (1 − α)²) σ_L²`.

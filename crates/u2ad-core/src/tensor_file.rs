@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::error::{CoreError, Result};
-use crate::volume::write_atomically;
+use crate::staging::write_file_atomically;
 
 /// One tensor to write: name, element type, shape and little-endian bytes.
 pub(crate) type Entry<'a> = (&'a str, Dtype, Vec<usize>, &'a [u8]);
@@ -30,7 +30,7 @@ pub(crate) fn write<H: Serialize>(path: &Path, tensors: &[Entry<'_>], header: &H
     let json = serde_json::to_string(header).expect("a u2ad header serialises");
     let metadata: HashMap<String, String> = [("u2ad".to_string(), json)].into_iter().collect();
     let bytes = safetensors::serialize(views, &Some(metadata)).map_err(err)?;
-    write_atomically(path, |tmp| std::fs::write(tmp, &bytes).map_err(|e| CoreError::io(tmp, e)))
+    write_file_atomically(path, &bytes)
 }
 
 /// A u2ad safetensors file read into memory.

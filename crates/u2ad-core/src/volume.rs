@@ -10,13 +10,13 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use nalgebra::{Matrix3, Matrix4, Vector3, Vector4};
 use ndarray::{Array3, ArrayView3, Axis};
 use nifti::{NiftiHeader, NiftiType};
 
 use crate::error::{CoreError, Result};
+use crate::staging::write_atomically;
 
 /// Voxel index (i, j, k) to world millimetres (RAS+, as nibabel).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -977,29 +977,4 @@ pub fn check_sagittal(volume: &Volume) -> Result<()> {
             orientation,
         ),
     })
-}
-
-/// Writes a file through `write` into a temporary sibling, then renames it onto `path`, so that
-/// a failure never leaves a half-written output. The temporary name keeps the extension.
-pub fn write_atomically(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    static COUNTER: AtomicUsize = AtomicUsize::new(0);
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or_else(|| Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| CoreError::input(dir, format!("cannot create the output folder: {e}")))?;
-    let name = path
-        .file_name()
-        .ok_or_else(|| CoreError::input(path, "output path has no file name"))?
-        .to_string_lossy()
-        .into_owned();
-    let unique = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let tmp = dir.join(format!(".tmp-{}-{}-{}", std::process::id(), unique, name));
-    match write(&tmp) {
-        Ok(()) => std::fs::rename(&tmp, path).map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            CoreError::input(path, format!("cannot write file: {e}"))
-        }),
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            Err(e)
-        }
-    }
 }

@@ -1,5 +1,6 @@
 //! Intensity augmentation of a training slice (the reference's `maeloader` with `augment=True`,
-//! notes 1.3 step 7), and the per-slice min–max normalisation every slice gets at load time.
+//! `docs/reference-notes.md` 1.3 step 7), and the per-slice min–max normalisation every slice
+//! gets at load time.
 //!
 //! With `b ~ U(brightness)`, `c ~ U(contrast)` and `ε ~ N(0, noise_sd²)` per pixel:
 //!
@@ -10,7 +11,7 @@
 //! 4. min–max: `x ← (x − min) / (max − min)` (all 0 for a flat slice).
 //!
 //! `clip` is to [0, 1]. Unlike the reference, the slice is not quantised to 8 bits for steps 1–2
-//! (notes, recommended answer 16).
+//! (`docs/reference-notes.md`, recommended answer 16).
 
 use rand::Rng;
 use serde::{Deserialize, Serialize};

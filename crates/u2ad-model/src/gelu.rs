@@ -118,13 +118,6 @@ pub fn gelu_in_place(x: &mut [f32]) {
     x.par_chunks_mut(CHUNK).for_each(|chunk| run(Pass::Gelu, chunk));
 }
 
-/// `out[i] = gelu(x[i])`.
-pub fn gelu_into(x: &[f32], out: &mut [f32]) {
-    assert_eq!(x.len(), out.len(), "gelu: input and output sizes");
-    out.copy_from_slice(x);
-    gelu_in_place(out);
-}
-
 /// `grad[i] *= gelu'(x[i])`, in parallel chunks.
 pub fn gelu_gradient_in_place(x: &[f32], grad: &mut [f32]) {
     assert_eq!(x.len(), grad.len(), "gelu gradient: input and gradient sizes");

@@ -21,12 +21,14 @@
 //!
 //! ## Where this departs from the reference code (zhibaishouheilab/U2AD)
 //!
-//! * **Per-image masking** (notes B3): each image masks `round(0.75 · its ROI patches)` of its
+//! Bug IDs (B1 …) are those of `docs/reference-notes.md`.
+//!
+//! * **Per-image masking** (bug B3): each image masks `round(0.75 · its ROI patches)` of its
 //!   own ROI patches; the reference masks the batch-mean count in every image (so small-ROI
 //!   images get less than 75 % masked, no-ROI images get non-ROI patches masked, and a batch
 //!   without ROI gives a NaN loss). The encoder batches the variable-length visible sets by
 //!   padding with an attention key mask, so each image's output equals its output alone.
-//! * **EU-guided masking** (notes B5): the default [`MaskingStrategy::EuGuided`] masks a patch
+//! * **EU-guided masking** (bug B5): the default [`MaskingStrategy::EuGuided`] masks a patch
 //!   with a probability that grows with its ROI-normalised EU (per-image softmax mixed with a
 //!   uniform share, sampled without replacement by Gumbel-top-k). The released formula, which
 //!   is nearly uniform and leans towards keeping high-EU patches, is

@@ -24,8 +24,8 @@ use crate::sobel::edge_magnitude;
 pub enum StructureWeight {
     /// `w_i = 1 + a_i`: the reference from its second epoch on (the default).
     OnePlusMaskedNeighbourhood,
-    /// `w_i = 2 − a_i`: the reference at epoch 0 only (its bug B1 makes the intended switch at
-    /// half of the training happen after the first epoch).
+    /// `w_i = 2 − a_i`: the reference at epoch 0 only (its bug B1, `docs/reference-notes.md`,
+    /// makes the intended switch at half of the training happen after the first epoch).
     TwoMinusMaskedNeighbourhood,
 }
 

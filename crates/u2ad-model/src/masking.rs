@@ -4,7 +4,7 @@
 //! Masking works per image and only inside the region of interest: a patch is an ROI patch if
 //! any of its pixels is in the ROI; each image masks `round(mask_ratio · |ROI patches|)` of its
 //! own ROI patches and never a patch outside the ROI. (The reference masks the batch-mean count
-//! in every image, bug B3 of the method notes.)
+//! in every image, bug B3 of `docs/reference-notes.md`.)
 
 use rand::seq::index::sample;
 use rand::Rng;

@@ -15,6 +15,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
+use u2ad_core::staging::write_file_atomically;
 
 /// A stage of training.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -75,16 +76,6 @@ pub struct History {
     pub refreshes: Vec<RefreshRecord>,
 }
 
-/// Writes `text` to `path` through a temporary file in the same folder, then renames it.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or_else(|| Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".tmp-{}-{name}", std::process::id()));
-    std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path)).inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp);
-    })
-}
-
 impl History {
     /// The losses CSV (module documentation).
     pub fn losses_csv(&self) -> String {
@@ -128,10 +119,10 @@ impl History {
 
     /// Writes `losses.csv` and, when there was a refresh, `uncertainty.csv` into `dir`, each
     /// atomically.
-    pub fn write_csv(&self, dir: &Path) -> std::io::Result<()> {
-        write_atomically(&dir.join(LOSSES_CSV), self.losses_csv().as_bytes())?;
+    pub fn write_csv(&self, dir: &Path) -> u2ad_core::Result<()> {
+        write_file_atomically(&dir.join(LOSSES_CSV), self.losses_csv().as_bytes())?;
         if !self.refreshes.is_empty() {
-            write_atomically(&dir.join(UNCERTAINTY_CSV), self.uncertainty_csv().as_bytes())?;
+            write_file_atomically(&dir.join(UNCERTAINTY_CSV), self.uncertainty_csv().as_bytes())?;
         }
         Ok(())
     }
@@ -195,15 +186,5 @@ mod tests {
         assert_ne!(record.learning_rate, 3e-4, "the product is not the literal");
         let history = History { epochs: vec![record], refreshes: Vec::new() };
         assert!(history.losses_csv().lines().nth(1).unwrap().starts_with("1,pretrain,3e-4,"), "{}", history.losses_csv());
-    }
-
-    #[test]
-    fn atomic_write_leaves_only_the_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("a.csv");
-        write_atomically(&path, b"x\n").unwrap();
-        write_atomically(&path, b"y\n").unwrap();
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "y\n");
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 }

@@ -1,6 +1,6 @@
 //! What changes with the epoch: the learning rate (step decay, as the reference's
 //! `StepLR(step_size=50, gamma=0.1)`), the loss's structure weight (the reference's epoch-0 rule,
-//! bug B1) and the random streams of each epoch.
+//! bug B1 of `docs/reference-notes.md`) and the random streams of each epoch.
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;

@@ -78,7 +78,8 @@ fn paper_model_has_the_expected_parameter_count() {
     let dev = Default::default();
     let model = ModelConfig::default().init::<B>(&dev).unwrap();
     // Encoder blocks 12 x 198 272, decoder blocks 8 x 49 984, patch embedding 8 320, heads
-    // 2 x 4 288, tokens 192, encoder norm 256, decoder embedding 8 256 (method notes: ≈ 2.80 M).
+    // 2 x 4 288, tokens 192, encoder norm 256, decoder embedding 8 256 (docs/reference-notes.md
+    // 1.4: ≈ 2.80 M).
     assert_eq!(model.num_params(), 2_804_736);
     let deep = ModelConfig { encoder_depth: 24, ..ModelConfig::default() }.init::<B>(&dev).unwrap();
     assert_eq!(deep.num_params(), 2_804_736 + 12 * 198_272);

@@ -16,14 +16,17 @@ use crate::device::Device;
 
 #[derive(Args, Debug)]
 #[command(after_help = "Examples:\n  \
-u2ad adapt --data cohort.u2ds --model runs/pretrain/model.safetensors --out runs/adapt\n  \
-u2ad adapt --data cohort.u2ds --model runs/demo/model.safetensors --out runs/demo-adapt --config configs/demo.toml\n\n\
+u2ad adapt cohort.u2ds --model runs/pretrain/model.safetensors --out runs/adapt\n  \
+u2ad adapt cohort.u2ds --model runs/demo/model.safetensors --out runs/demo-adapt --config configs/demo.toml\n\n\
 Writes into --out: model.safetensors (+ .json sidecar), config.toml, losses.csv, uncertainty.csv, \
 training.png, reconstruction.png, uncertainty.png, checkpoints/ (with the latest EU/AU maps).")]
 pub struct AdaptArgs {
     /// Prepared target cohort (.u2ds from `u2ad prepare`); no lesion labels are used.
-    #[arg(long)]
-    pub data: PathBuf,
+    #[arg(required_unless_present = "data_flag")]
+    pub data: Option<PathBuf>,
+    /// The old spelling of DATA (hidden; kept for one release).
+    #[arg(long = "data", value_name = "DATA", hide = true, conflicts_with = "data")]
+    pub data_flag: Option<PathBuf>,
     /// Pretrained model (model.safetensors written by `u2ad pretrain`).
     #[arg(long)]
     pub model: PathBuf,
@@ -55,6 +58,7 @@ pub fn run(args: AdaptArgs, context: &Context) -> anyhow::Result<()> {
 
 fn run_on<B: AutodiffBackend>(args: AdaptArgs, context: &Context, device: &B::Device) -> anyhow::Result<()> {
     let started = Instant::now();
+    let dataset = common::dataset(&args.data, &args.data_flag)?;
     let mut config = common::base_config(&args.training, &args.out)?;
     if let Some(n) = args.eu_epochs {
         config.adaptation.eu_epochs = n;
@@ -76,14 +80,14 @@ fn run_on<B: AutodiffBackend>(args: AdaptArgs, context: &Context, device: &B::De
         );
     }
     let config_file = common::resolved_config(&config, &args.out)?;
-    let data = common::load_data(&args.data, &config)?;
+    let data = common::load_data(&dataset, &config)?;
     let total = config.adaptation.eu_epochs + config.adaptation.au_epochs;
     if !context.quiet {
         eprintln!(
             "adapting {} to {} samples of {} ({} left out), {} EU-guided + {} AU-guided epochs, maps refreshed every {}",
             args.model.display(),
             data.set.len(),
-            args.data.display(),
+            dataset.display(),
             data.set.skipped.len(),
             config.adaptation.eu_epochs,
             config.adaptation.au_epochs,

@@ -27,11 +27,12 @@ use u2ad_core::dataset::{PreparedDataset, PreparedSample, SubjectMeta};
 use u2ad_core::detect_outputs::{map_grid, native_maps, score_maps, MapScoring, ScoredSubject, SubjectMaps, SubjectOutputs, QC_REPORT_HTML};
 use u2ad_core::prepare::{prepare_subject, PrepareOptions};
 use u2ad_core::level_scores::LevelScoreConfig;
-use u2ad_core::scoring::{CallConfig, SliceSelection, UncertaintyGate};
+use u2ad_core::scoring::{CallConfig, UncertaintyGate};
 use u2ad_core::volume::VoxelType;
 
-use super::call_args::CallArgs;
+use super::call_args::{CallArgs, SliceArgs};
 use super::cohort_outputs::{merged, write_cohort, CohortFolder, SubjectResult};
+use super::prepare::SubjectArgs;
 use super::Context;
 use crate::progress;
 use crate::sidecar::stage_sidecar;
@@ -72,17 +73,15 @@ pub struct BaselineArgs {
     /// Output folder (the layout of `u2ad detect`).
     #[arg(short, long)]
     pub out: PathBuf,
-    /// Only these subjects (sub-XX); repeat for several. The baseline compares each subject with
-    /// the others, so at least two are needed.
-    #[arg(long)]
-    pub include: Vec<String>,
+    // --include and --level-convention (the baseline compares each subject with the others, so
+    // at least two are needed).
+    #[command(flatten)]
+    pub subjects: SubjectArgs,
 
     #[command(flatten)]
     pub calls: CallArgs,
-    /// Only the sagittal sample with the largest cord makes the curve (default: every sample
-    /// whose eroded cord has at least 100 pixels).
-    #[arg(long)]
-    pub mid_slice_only: bool,
+    #[command(flatten)]
+    pub slices: SliceArgs,
 
     /// Subjects processed at once (threads; default: all cores).
     #[arg(short, long)]
@@ -93,15 +92,16 @@ pub struct BaselineArgs {
 fn load_subjects(args: &BaselineArgs, context: &Context) -> anyhow::Result<Vec<(SubjectMeta, Vec<PreparedSample>)>> {
     let input = &args.input;
     if input.is_file() && input.extension().is_some_and(|e| e == "u2ds") {
-        return Ok(PreparedDataset::read(input)?.subjects_with_samples(&args.include));
+        return Ok(PreparedDataset::read(input)?.subjects_with_samples(&args.subjects.include));
     }
-    let options = DiscoveryOptions { include: args.include.clone(), ..Default::default() };
+    let options = DiscoveryOptions { include: args.subjects.include.clone(), ..Default::default() };
+    let prepare = PrepareOptions { level_convention: args.subjects.level_convention, ..Default::default() };
     let files = discover_bids(input, &options)?;
     let bar = progress::bar(files.len() as u64, "prepare", context.quiet);
     let prepared: Vec<anyhow::Result<(SubjectMeta, Vec<PreparedSample>)>> = files
         .par_iter()
         .map(|f| {
-            let result = prepare_subject(f, &PrepareOptions::default()).map(|p| (p.meta, p.samples));
+            let result = prepare_subject(f, &prepare).map(|p| (p.meta, p.samples));
             bar.inc(1);
             Ok(result?)
         })
@@ -115,9 +115,7 @@ pub fn run(args: BaselineArgs, context: &Context) -> anyhow::Result<()> {
     // The baseline has no epistemic uncertainty.
     let calls = args.calls.call_config(UncertaintyGate::Off)?;
     let mut scoring = MapScoring::default();
-    if args.mid_slice_only {
-        scoring.scoring.curve.slices = SliceSelection::LargestCord;
-    }
+    scoring.scoring.curve.slices = args.slices.selection();
     scoring.levels = match args.method {
         BaselineMethod::Intensity => args.calls.level_scores(IntensityPercentileConfig::LEVEL_SCORES),
         BaselineMethod::IntensityVoxelZ => LevelScoreConfig::CURVE_PEAK,

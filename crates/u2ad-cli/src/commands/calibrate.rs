@@ -16,7 +16,7 @@ use serde_json::Value;
 use u2ad_core::detect_outputs::{score_maps, MapScoring, SubjectMaps, SubjectOutputs, QC_REPORT_HTML};
 use u2ad_core::names::printable;
 use u2ad_core::scoring::{CallConfig, PatientCall};
-use u2ad_core::volume::write_atomically;
+use u2ad_core::staging::write_file_atomically;
 use u2ad_report::html::FigureMode;
 
 use super::call_args::MapCallArgs;
@@ -89,7 +89,7 @@ pub struct ShardRecord {
 pub fn write_shard_record(out: &Path, shard: Shard, record: &ShardRecord) -> anyhow::Result<PathBuf> {
     let path = shard.record_path(out);
     let text = serde_json::to_string_pretty(record)?;
-    write_atomically(&path, |tmp| std::fs::write(tmp, &text).map_err(|e| u2ad_core::CoreError::io(&path, e)))?;
+    write_file_atomically(&path, text.as_bytes())?;
     Ok(path)
 }
 

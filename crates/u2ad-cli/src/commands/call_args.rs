@@ -1,5 +1,5 @@
-//! The flags that decide how scores become calls, shared by `u2ad detect` and `u2ad baseline`
-//! (one definition, one help heading).
+//! The flags that decide how scores become calls, shared by `u2ad detect`, `u2ad calibrate` and
+//! `u2ad baseline` (one definition, one help heading).
 
 use clap::{Args, ValueEnum};
 use u2ad_core::detect_outputs::MapScoring;
@@ -140,6 +140,28 @@ pub enum SlicesArg {
     Mid,
 }
 
+/// Which sagittal slices make the anomaly curve (shared by `detect`, `calibrate` and `baseline`).
+#[derive(Args, Debug, Clone)]
+pub struct SliceArgs {
+    /// Which sagittal slices make the anomaly curve (the figures; the level scores too with
+    /// --level-score curve-peak).
+    #[arg(long, value_enum, default_value = "all", help_heading = "Scores and calls")]
+    pub slices: SlicesArg,
+    /// The old spelling of `--slices mid` (hidden; kept for one release).
+    #[arg(long, hide = true, conflicts_with = "slices")]
+    pub mid_slice_only: bool,
+}
+
+impl SliceArgs {
+    /// The slices of the anomaly curve.
+    pub fn selection(&self) -> SliceSelection {
+        match (self.slices, self.mid_slice_only) {
+            (SlicesArg::Mid, _) | (_, true) => SliceSelection::LargestCord,
+            (SlicesArg::All, false) => SliceSelection::default(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum StatisticArg {
     Mean,
@@ -151,10 +173,8 @@ pub enum StatisticArg {
 /// (shared by `u2ad detect` and `u2ad calibrate`).
 #[derive(Args, Debug, Clone)]
 pub struct MapCallArgs {
-    /// Which sagittal slices make the anomaly curve (the figures; the level scores too with
-    /// --level-score curve-peak).
-    #[arg(long, value_enum, default_value = "all", help_heading = "Scores and calls")]
-    pub slices: SlicesArg,
+    #[command(flatten)]
+    pub slices: SliceArgs,
     /// Row statistic of the anomaly curve (as --slices).
     #[arg(long, value_enum, default_value = "mean", help_heading = "Scores and calls")]
     pub curve_statistic: StatisticArg,
@@ -178,10 +198,7 @@ impl MapCallArgs {
     /// The map scoring and the calls; a bad threshold or rate is an error now.
     pub fn settings(&self) -> anyhow::Result<(MapScoring, CallConfig)> {
         let mut scoring = MapScoring::default();
-        scoring.scoring.curve.slices = match self.slices {
-            SlicesArg::All => SliceSelection::default(),
-            SlicesArg::Mid => SliceSelection::LargestCord,
-        };
+        scoring.scoring.curve.slices = self.slices.selection();
         scoring.scoring.curve.row_statistic = match self.curve_statistic {
             StatisticArg::Mean => RowStatistic::Mean,
             StatisticArg::Max => RowStatistic::Max,

@@ -92,7 +92,8 @@ pub struct DemoArgs {
     /// Seed of training, synthesis and inference.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Start again in an existing work folder (its contents are replaced).
+    /// Recompute everything in an existing demo folder (as `detect --force` recomputes what
+    /// exists; the demo reuses nothing, so the folder's earlier outputs are removed first).
     #[arg(long)]
     pub force: bool,
     /// A training configuration (TOML) instead of the built-in configs/demo.toml.
@@ -144,7 +145,7 @@ fn ablation_config(base: &TrainingConfig, eu: MaskingStrategy, au: MaskingStrate
 }
 
 fn write_text(path: &Path, text: &str) -> anyhow::Result<()> {
-    u2ad_core::volume::write_atomically(path, |tmp| std::fs::write(tmp, text).map_err(|e| u2ad_core::CoreError::io(tmp, e)))?;
+    u2ad_core::staging::write_file_atomically(path, text.as_bytes())?;
     Ok(())
 }
 
@@ -209,7 +210,7 @@ pub fn run(args: DemoArgs, context: &Context) -> anyhow::Result<()> {
     let out = args.out.clone();
     if out.exists() && std::fs::read_dir(&out).map(|mut d| d.next().is_some()).unwrap_or(true) {
         if !args.force {
-            bail!("{}: the work folder exists and is not empty (use --force to start again, or another --out)", out.display());
+            bail!("{}: the work folder exists and is not empty (use --force to recompute it, or another --out)", out.display());
         }
         // Only a folder an earlier demo made is cleared.
         if !out.join("demo.toml").is_file() {
@@ -245,7 +246,7 @@ pub fn run(args: DemoArgs, context: &Context) -> anyhow::Result<()> {
 
     steps.begin(&format!("preparing the healthy subjects {}", PRETRAIN_SUBJECTS.join(", ")));
     let healthy = out.join("healthy.u2ds");
-    let mut prepare = strings(&[&spine, &"-o", &healthy]);
+    let mut prepare = strings(&[&spine, &"--out", &healthy]);
     for s in PRETRAIN_SUBJECTS {
         prepare.extend(["--include".to_string(), s.to_string()]);
     }
@@ -254,7 +255,7 @@ pub fn run(args: DemoArgs, context: &Context) -> anyhow::Result<()> {
     steps.begin(&format!("pretraining a demo-sized model ({} epochs; {config_name})", base_config.pretraining.epochs));
     let pretrain_dir = out.join("runs").join("pretrain");
     let seed = args.seed.to_string();
-    super::pretrain::run(parse("pretrain", &strings(&[&"--data", &healthy, &"--out", &pretrain_dir, &"--config", &config_path, &"--seed", &seed, &"--device", &device]))?, context)?;
+    super::pretrain::run(parse("pretrain", &strings(&[&healthy, &"--out", &pretrain_dir, &"--config", &config_path, &"--seed", &seed, &"--device", &device]))?, context)?;
     let pretrained = pretrain_dir.join(super::train_common::MODEL_FILE);
 
     steps.begin(&format!("synthesising the target cohort: {} copies of {}", args.copies, TARGET_SUBJECTS.join(" and ")));
@@ -274,7 +275,7 @@ pub fn run(args: DemoArgs, context: &Context) -> anyhow::Result<()> {
         eprintln!("  {} subjects, {lesion_subjects} with a lesion: {}", records.len(), truth.display());
     }
     let target = out.join("target.u2ds");
-    super::prepare::run(parse("prepare", &strings(&[&truth, &"-o", &target]))?, &quiet_verb)?;
+    super::prepare::run(parse("prepare", &strings(&[&truth, &"--out", &target]))?, &quiet_verb)?;
 
     // The same calls for every method: pooled thresholds (a small cohort).
     let calls = ["--pooling", "pooled", "--min-reference", "10"].map(String::from);
@@ -288,7 +289,7 @@ pub fn run(args: DemoArgs, context: &Context) -> anyhow::Result<()> {
     let adapt = |config: &Path, name: &str| -> anyhow::Result<PathBuf> {
         let dir = out.join("runs").join(name);
         super::adapt::run(
-            parse("adapt", &strings(&[&"--data", &target, &"--model", &pretrained, &"--out", &dir, &"--config", &config, &"--seed", &seed, &"--device", &device]))?,
+            parse("adapt", &strings(&[&target, &"--model", &pretrained, &"--out", &dir, &"--config", &config, &"--seed", &seed, &"--device", &device]))?,
             context,
         )?;
         Ok(dir.join(super::train_common::MODEL_FILE))

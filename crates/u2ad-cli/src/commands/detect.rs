@@ -126,9 +126,10 @@ pub struct DetectArgs {
     /// training and the reference apply to every slice.
     #[arg(long)]
     pub no_min_max: bool,
-    /// Masked copies reconstructed per forward batch.
-    #[arg(long, default_value_t = 8)]
-    pub batch: usize,
+    /// Masked copies reconstructed per forward batch of the Monte-Carlo passes (memory grows
+    /// with it; not training's --batch-size).
+    #[arg(long = "mc-batch", alias = "batch", default_value_t = 8)]
+    pub mc_batch: usize,
     /// Which deviations make the anomaly map: `hyperintense` (image brighter than its
     /// reconstruction: T2 hyperintensities) or `both` (the paper's |image - reconstruction|).
     #[arg(long, value_enum, default_value = "hyperintense")]
@@ -296,7 +297,7 @@ fn jobs_of(args: &DetectArgs) -> anyhow::Result<Vec<Job>> {
     if let Some(input) = &args.input {
         if input.is_file() && input.extension().is_some_and(|e| e == "u2ds") {
             let jobs: Vec<Job> = PreparedDataset::read(input)?
-                .subjects_with_samples(&args.scans.include)
+                .subjects_with_samples(&args.scans.subjects.include)
                 .into_iter()
                 .map(|(meta, samples)| Job::Prepared { meta, samples })
                 .collect();
@@ -330,7 +331,7 @@ fn settings_of(args: &DetectArgs) -> anyhow::Result<(McConfig, MapScoring, CallC
             ScheduleArg::Balanced => McSchedule::Balanced,
             ScheduleArg::Reference => McSchedule::RandomUntilCovered { max_passes: args.max_passes },
         },
-        passes_per_batch: args.batch.max(1),
+        passes_per_batch: args.mc_batch.max(1),
     };
     // Rejects a bad threshold or FPR before hours of inference.
     let (scoring, calls) = args.scoring.settings()?;

@@ -14,7 +14,7 @@ use u2ad_core::evaluate::{
     SubjectResult, TruthSubject,
 };
 use u2ad_core::metrics::{BootstrapConfig, LabelledScores};
-use u2ad_core::volume::write_atomically;
+use u2ad_core::staging::write_file_atomically;
 
 use super::Context;
 use crate::sidecar::write_sidecar;
@@ -121,7 +121,7 @@ fn subject_rows(method: &str, results: &[SubjectResult]) -> Vec<SubjectRow> {
 
 fn write_csv<T: Serialize>(path: &Path, rows: &[T]) -> anyhow::Result<()> {
     let bytes = super::cohort_outputs::csv_bytes(rows)?;
-    write_atomically(path, |tmp| std::fs::write(tmp, &bytes).map_err(|e| u2ad_core::CoreError::io(path, e)))?;
+    write_file_atomically(path, &bytes)?;
     Ok(())
 }
 
@@ -155,7 +155,7 @@ pub fn evaluate_and_write(
     let subjects_path = out.join(EVALUATION_SUBJECTS_CSV);
     write_csv(&subjects_path, &subjects)?;
     let md_path = out.join(EVALUATION_MD);
-    write_atomically(&md_path, |tmp| std::fs::write(tmp, &markdown).map_err(|e| u2ad_core::CoreError::io(tmp, e)))?;
+    write_file_atomically(&md_path, markdown.as_bytes())?;
     let provenance = json!({
         "Detections": methods.iter().map(|(n, d)| json!({"method": n, "folder": std::path::absolute(d).unwrap_or_else(|_| d.clone()).display().to_string()})).collect::<Vec<_>>(),
         "Settings": settings,

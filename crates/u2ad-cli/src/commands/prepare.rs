@@ -27,8 +27,8 @@ pub struct PrepareArgs {
     pub input: Option<PathBuf>,
 
     /// Output dataset file (.u2ds); a JSON sidecar is written beside it.
-    #[arg(short, long)]
-    pub output: PathBuf,
+    #[arg(short, long, alias = "output")]
+    pub out: PathBuf,
 
     #[command(flatten)]
     pub scans: ScanInputs,
@@ -74,6 +74,18 @@ pub struct ScanInputs {
     /// _label-vertebrae_dseg, _label-spine_dseg, first found).
     #[arg(long)]
     pub levels_suffix: Vec<String>,
+    #[command(flatten)]
+    pub subjects: SubjectArgs,
+    /// Grow (positive) or shrink (negative) every cord mask by this many voxels in 3-D first: a
+    /// check of how much the results depend on the mask.
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    pub cord_offset_voxels: i32,
+}
+
+/// Which subjects of a cohort, and how their level labels read (shared by `prepare`, `detect`,
+/// `synth` and `baseline`).
+#[derive(Args, Debug, Clone, Default)]
+pub struct SubjectArgs {
     /// Level convention, when it cannot be told from the file: sct-vertebrae, sct-discs,
     /// sct-labeled-cord, totalspineseg, totalspineseg-legacy.
     #[arg(long, value_parser = parse_convention)]
@@ -81,24 +93,20 @@ pub struct ScanInputs {
     /// Only these subjects (sub-XX); repeat for several.
     #[arg(long)]
     pub include: Vec<String>,
-    /// Grow (positive) or shrink (negative) every cord mask by this many voxels in 3-D first: a
-    /// check of how much the results depend on the mask.
-    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
-    pub cord_offset_voxels: i32,
 }
 
 impl ScanInputs {
     /// How these inputs are prepared.
     pub fn prepare_options(&self) -> PrepareOptions {
         PrepareOptions {
-            level_convention: self.level_convention,
+            level_convention: self.subjects.level_convention,
             cord_offset_voxels: self.cord_offset_voxels,
             ..Default::default()
         }
     }
 }
 
-pub(crate) fn parse_convention(name: &str) -> Result<LevelConvention, String> {
+fn parse_convention(name: &str) -> Result<LevelConvention, String> {
     LevelConvention::from_name(name).ok_or_else(|| {
         let names: Vec<&str> = LevelConvention::ALL.iter().map(|c| c.name()).collect();
         format!("unknown level convention '{name}' (one of: {})", names.join(", "))
@@ -168,7 +176,7 @@ pub(crate) fn find_inputs(input: Option<&PathBuf>, args: &ScanInputs) -> anyhow:
         labels_dir: args.labels_dir.clone(),
         suffixes,
         image_suffix: None,
-        include: args.include.clone(),
+        include: args.subjects.include.clone(),
     };
     Ok(Inputs::Scans(discover_bids(input, &options)?))
 }
@@ -239,9 +247,9 @@ pub fn run(args: PrepareArgs, context: &Context) -> anyhow::Result<()> {
     if dataset.is_empty() {
         bail!("no sample to write: no subject has a sagittal slice with cord");
     }
-    dataset.write(&args.output)?;
+    dataset.write(&args.out)?;
     write_sidecar(
-        &args.output,
+        &args.out,
         json!({
             "Description": "u2ad prepared dataset: 256 x 256 sagittal samples",
             "Preprocessing": options.preprocess,
@@ -252,7 +260,7 @@ pub fn run(args: PrepareArgs, context: &Context) -> anyhow::Result<()> {
     )?;
     print_table(&dataset);
     if !context.quiet {
-        eprintln!("wrote {} ({} subjects, {} samples)", args.output.display(), dataset.meta.subjects.len(), dataset.len());
+        eprintln!("wrote {} ({} subjects, {} samples)", args.out.display(), dataset.meta.subjects.len(), dataset.len());
     }
     Ok(())
 }

@@ -13,15 +13,18 @@ use crate::device::Device;
 
 #[derive(Args, Debug)]
 #[command(after_help = "Examples:\n  \
-u2ad pretrain --data healthy.u2ds --out runs/pretrain\n  \
-u2ad pretrain --data healthy.u2ds --out runs/demo --config configs/demo.toml\n  \
-u2ad pretrain --data healthy.u2ds --out runs/demo --resume\n\n\
+u2ad pretrain healthy.u2ds --out runs/pretrain\n  \
+u2ad pretrain healthy.u2ds --out runs/demo --config configs/demo.toml\n  \
+u2ad pretrain healthy.u2ds --out runs/demo --resume\n\n\
 Writes into --out: model.safetensors (+ .json sidecar), config.toml, losses.csv, training.png, \
 reconstruction.png, checkpoints/.")]
 pub struct PretrainArgs {
     /// Prepared healthy cohort (.u2ds from `u2ad prepare`).
-    #[arg(long)]
-    pub data: PathBuf,
+    #[arg(required_unless_present = "data_flag")]
+    pub data: Option<PathBuf>,
+    /// The old spelling of DATA (hidden; kept for one release).
+    #[arg(long = "data", value_name = "DATA", hide = true, conflicts_with = "data")]
+    pub data_flag: Option<PathBuf>,
     /// Run folder.
     #[arg(short, long)]
     pub out: PathBuf,
@@ -44,17 +47,18 @@ pub fn run(args: PretrainArgs, context: &Context) -> anyhow::Result<()> {
 
 fn run_on<B: AutodiffBackend>(args: PretrainArgs, context: &Context, device: &B::Device) -> anyhow::Result<()> {
     let started = Instant::now();
+    let dataset = common::dataset(&args.data, &args.data_flag)?;
     let mut config = common::base_config(&args.training, &args.out)?;
     if let Some(epochs) = args.epochs {
         config.pretraining.epochs = epochs;
     }
     let config_file = common::resolved_config(&config, &args.out)?;
-    let data = common::load_data(&args.data, &config)?;
+    let data = common::load_data(&dataset, &config)?;
     if !context.quiet {
         eprintln!(
             "pretraining on {} samples of {} ({} left out: ROI on fewer than {} patches), {} epochs",
             data.set.len(),
-            args.data.display(),
+            dataset.display(),
             data.set.skipped.len(),
             config.training.min_roi_patches,
             config.pretraining.epochs

@@ -6,9 +6,10 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use clap::Args;
 use u2ad_core::cohort::{discover_bids, DiscoveryOptions};
-use u2ad_core::levels::{DiscLevel, LevelConvention};
+use u2ad_core::levels::DiscLevel;
 use u2ad_core::synth::{parse_disc_level, write_cohort, CohortOptions, CohortRequest, SynthConfig, ValueRange};
 
+use super::prepare::SubjectArgs;
 use super::Context;
 use crate::progress;
 use crate::sidecar::command_line;
@@ -69,23 +70,12 @@ pub struct SynthArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
 
-    /// Only these source subjects (sub-XX); repeat for several.
-    #[arg(long)]
-    pub include: Vec<String>,
-    /// Level convention, when it cannot be told from the file: sct-vertebrae, sct-discs,
-    /// sct-labeled-cord, totalspineseg, totalspineseg-legacy.
-    #[arg(long, value_parser = parse_convention)]
-    pub level_convention: Option<LevelConvention>,
+    // --include (source subjects) and --level-convention.
+    #[command(flatten)]
+    pub subjects: SubjectArgs,
     /// Source scans processed in parallel (default: all cores).
     #[arg(short, long)]
     pub jobs: Option<usize>,
-}
-
-fn parse_convention(name: &str) -> Result<LevelConvention, String> {
-    LevelConvention::from_name(name).ok_or_else(|| {
-        let names: Vec<&str> = LevelConvention::ALL.iter().map(|c| c.name()).collect();
-        format!("unknown level convention '{name}' (one of: {})", names.join(", "))
-    })
 }
 
 pub fn run(args: SynthArgs, context: &Context) -> anyhow::Result<()> {
@@ -105,12 +95,12 @@ pub fn run(args: SynthArgs, context: &Context) -> anyhow::Result<()> {
             intensity_scale: args.intensity_scale,
             ..Default::default()
         },
-        level_convention: args.level_convention,
+        level_convention: args.subjects.level_convention,
     };
     if let Err(problem) = options.synth.validate() {
         anyhow::bail!("{problem}");
     }
-    let discovery = DiscoveryOptions { include: args.include.clone(), ..Default::default() };
+    let discovery = DiscoveryOptions { include: args.subjects.include.clone(), ..Default::default() };
     let sources = discover_bids(&args.input, &discovery)?;
     let total = (sources.len() * args.subjects_per_source) as u64;
     let bar = progress::bar(total, "synth", context.quiet);

@@ -51,6 +51,16 @@ pub struct TrainingFlags {
     pub device: DeviceChoice,
 }
 
+/// The prepared dataset, given as the first argument or with the old hidden `--data` flag (clap
+/// refuses both, and neither).
+pub fn dataset(positional: &Option<PathBuf>, flag: &Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    match (positional, flag) {
+        (Some(path), None) | (None, Some(path)) => Ok(path.clone()),
+        (Some(_), Some(_)) => anyhow::bail!("give the dataset once: as the first argument, without --data"),
+        (None, None) => anyhow::bail!("give the prepared dataset (.u2ds) as the first argument"),
+    }
+}
+
 /// Reads the configuration: the --config file (or, when resuming, the run's config.toml), else
 /// the defaults; then the common flags.
 pub fn base_config(flags: &TrainingFlags, out: &Path) -> anyhow::Result<TrainingConfig> {
@@ -139,7 +149,7 @@ impl TrainingObserver for ProgressObserver {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(io)?;
         }
-        u2ad_model::records::write_atomically(path, text.as_bytes()).map_err(io)?;
+        u2ad_core::staging::write_file_atomically(path, text.as_bytes()).map_err(|e| TrainError::Data(e.to_string()))?;
         self.total_epochs = total_epochs;
         self.steps = steps_per_epoch;
         let remaining = (total_epochs.saturating_sub(start_epoch) * steps_per_epoch) as u64;

@@ -31,12 +31,10 @@ fn fonts() {
     });
 }
 
-/// Draws into `<dir>/.tmp-<pid>-<name>` and renames it to `path` once complete.
+/// Draws into a temporary sibling of `path` and renames it to `path` once complete.
 fn draw_png(path: &Path, size: (u32, u32), draw: impl FnOnce(&DrawingArea<BitMapBackend<'_>, Shift>) -> anyhow::Result<()>) -> anyhow::Result<()> {
     fonts();
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or_else(|| Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".tmp-{}-{name}", std::process::id()));
+    let tmp = u2ad_core::staging::temporary_sibling(path)?;
     let result = (|| {
         let root = BitMapBackend::new(&tmp, size).into_drawing_area();
         root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;

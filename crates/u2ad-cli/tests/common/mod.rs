@@ -58,3 +58,21 @@ pub fn errsm30() -> Vec<String> {
         labels.join("sub-errsm30_T2w_label-vertebrae_dlabel.nii.gz").display().to_string(),
     ]
 }
+
+/// Every file under `root`, by path relative to it, sorted.
+pub fn relative_files(root: &Path) -> Vec<String> {
+    let mut files = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                files.push(path.strip_prefix(root).unwrap().display().to_string());
+            }
+        }
+    }
+    files.sort();
+    files
+}

@@ -1,6 +1,7 @@
 //! Every hyperparameter of `u2ad pretrain` and `u2ad adapt`, in one TOML document. Every table
-//! and field has the reference's value as its default (notes 1.3–1.8 and recommended answers
-//! 8, 9, 12, 16), so a file names only what it changes; unknown keys are errors.
+//! and field has the reference's value as its default (`docs/reference-notes.md` 1.3–1.8 and
+//! recommended answers 8, 9, 12, 16), so a file names only what it changes; unknown keys are
+//! errors.
 //!
 //! ```toml
 //! seed = 0
@@ -84,7 +85,7 @@ pub struct LossSettings {
     pub image_weight: f64,
     pub edge_weight: f64,
     /// `reference` (2 − a at a command's first epoch only, bug B1), `one_plus_masked_neighbourhood`
-    /// or `switch_at_half` (notes, recommended answer 8).
+    /// or `switch_at_half` (`docs/reference-notes.md`, recommended answer 8).
     pub structure: StructureSchedule,
 }
 
@@ -108,7 +109,8 @@ pub struct TrainingSettings {
     pub batch_size: usize,
     /// Fraction of each image's ROI patches masked.
     pub mask_ratio: f64,
-    /// Samples whose ROI touches fewer patches are left out (notes, recommended answer 9).
+    /// Samples whose ROI touches fewer patches are left out (`docs/reference-notes.md`,
+    /// recommended answer 9).
     pub min_roi_patches: usize,
     /// A checkpoint is written every this many epochs, and after the last one.
     pub checkpoint_every: usize,
@@ -140,7 +142,8 @@ impl Default for PretrainingConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LearningRateStart {
-    /// At epoch 0 again: the full `learning_rate` (the reference, bug B17).
+    /// At epoch 0 again: the full `learning_rate` (the reference, bug B17 in
+    /// `docs/reference-notes.md`).
     #[default]
     Restart,
     /// Where pretraining left it (epoch = the pretrained model's epochs + adaptation epoch).

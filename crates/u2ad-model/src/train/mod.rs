@@ -15,7 +15,8 @@
 //! 3. with `final_refresh`, the maps are refreshed once more after the last epoch.
 //!
 //! The learning rate follows the step decay of `[optimizer]`, restarted at adaptation epoch 0
-//! (the reference, B17) or continued from the pretrained model's epochs.
+//! (the reference, B17 in `docs/reference-notes.md`) or continued from the pretrained model's
+//! epochs.
 //!
 //! Every epoch: the training samples (ROI touching at least `min_roi_patches` patches) in an
 //! order drawn from the epoch's generator, batches of `batch_size` (the last one smaller),
@@ -617,9 +618,9 @@ pub fn train<B: AutodiffBackend>(
             observer.checkpoint_saved(&path);
             checkpoint = Some(path);
         }
-        history.write_csv(&run.dir).map_err(io(&run.dir))?;
+        history.write_csv(&run.dir).map_err(|e| TrainError::Data(e.to_string()))?;
     }
-    history.write_csv(&run.dir).map_err(io(&run.dir))?;
+    history.write_csv(&run.dir).map_err(|e| TrainError::Data(e.to_string()))?;
     Ok(TrainingOutcome { model, history, maps, resumed_at, checkpoint })
 }
 

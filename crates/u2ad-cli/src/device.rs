@@ -57,7 +57,8 @@ pub struct CudaDriver {
 }
 
 const DRIVER_LIBRARY: &str = "libcuda.so.1";
-const NVRTC_LIBRARIES: [&str; 4] = ["libnvrtc.so", "libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so.11.2"];
+/// The names burn's CUDA backend (cudarc, built for the CUDA 12.0 API) tries for NVRTC on Linux.
+const NVRTC_LIBRARIES: [&str; 3] = ["libnvrtc.so", "libnvrtc.so.12", "libnvrtc.so.11"];
 
 /// Calls a driver function `CUresult f(int *out)` and returns `out`.
 fn query(driver: &libloading::Library, name: &str) -> Result<c_int, String> {
@@ -96,8 +97,8 @@ pub fn probe_cuda() -> Result<CudaDriver, String> {
     // SAFETY: as for the driver.
     let nvrtc = NVRTC_LIBRARIES.iter().any(|name| unsafe { libloading::Library::new(name) }.is_ok());
     if !nvrtc {
-        return Err("NVRTC (libnvrtc.so, CUDA's runtime compiler) cannot be loaded: install the CUDA toolkit's NVRTC \
-                    (e.g. the cuda-nvrtc package) and put it on LD_LIBRARY_PATH, or use --device cpu"
+        return Err("NVRTC (libnvrtc.so.12 or libnvrtc.so, CUDA's runtime compiler) cannot be loaded: install the CUDA \
+                    12 toolkit's NVRTC (e.g. the cuda-nvrtc-12 package) and put it on LD_LIBRARY_PATH, or use --device cpu"
             .into());
     }
     Ok(CudaDriver { gpus, version })

@@ -2,16 +2,8 @@
 //! baseline, evaluate, report) with a tiny model so that the test stays short, and its refusal to
 //! overwrite a folder it did not make.
 
-use std::path::Path;
-use std::process::{Command, Output};
-
-fn u2ad(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_u2ad")).args(args).output().expect("u2ad runs")
-}
-
-fn s(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
+mod common;
+use common::{relative_files, s, u2ad};
 
 /// A model and schedule small enough for a test: one epoch of each stage.
 const TINY: &str = "seed = 0
@@ -83,21 +75,4 @@ fn the_demo_runs_end_to_end_and_reports_every_method() {
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("not a u2ad demo folder"));
     assert_eq!(std::fs::read_to_string(other.join("notes.txt")).unwrap(), "keep");
-}
-
-fn relative_files(root: &Path) -> Vec<String> {
-    let mut files = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                files.push(path.strip_prefix(root).unwrap().display().to_string());
-            }
-        }
-    }
-    files.sort();
-    files
 }

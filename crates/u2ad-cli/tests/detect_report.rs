@@ -8,9 +8,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use burn::backend::Flex;
 use u2ad_core::locate::sample_file;
-use u2ad_model::{model_file, ModelConfig};
+
+mod common;
 
 fn chromium() -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
@@ -60,19 +60,7 @@ fn the_report_loads_in_chromium_and_shows_the_first_subject() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let config = ModelConfig {
-        image_size: 256,
-        patch_size: 16,
-        encoder_dim: 16,
-        encoder_depth: 1,
-        encoder_heads: 2,
-        decoder_dim: 8,
-        decoder_depth: 1,
-        decoder_heads: 2,
-        ..ModelConfig::default()
-    };
-    let model = dir.path().join("tiny.safetensors");
-    model_file::save_model(&config.init::<Flex>(&Default::default()).unwrap(), &config, &serde_json::json!({}), &model).unwrap();
+    let model = common::tiny_model(dir.path());
     let out = dir.path().join("detect");
     let cohort = sample_file("spine-t2");
     let output = Command::new(env!("CARGO_BIN_EXE_u2ad"))

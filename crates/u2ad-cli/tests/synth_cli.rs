@@ -4,20 +4,15 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use u2ad_core::cohort::{discover_bids, DiscoveryOptions};
 use u2ad_core::locate::sample_file;
 use u2ad_core::synth::lesion_label_path;
 use u2ad_core::volume::{Volume, VoxelType};
 
-fn u2ad(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_u2ad")).args(args).output().expect("u2ad runs")
-}
-
-fn s(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
+mod common;
+use common::{s, u2ad};
 
 fn error_line(output: &Output) -> String {
     let text = String::from_utf8_lossy(&output.stderr).into_owned();
@@ -28,19 +23,7 @@ fn error_line(output: &Output) -> String {
 
 /// Every file under `root` (relative path → bytes).
 fn files_under(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                out.insert(path.strip_prefix(root).unwrap().to_path_buf(), std::fs::read(&path).unwrap());
-            }
-        }
-    }
-    out
+    common::relative_files(root).into_iter().map(|name| (PathBuf::from(&name), std::fs::read(root.join(&name)).unwrap())).collect()
 }
 
 fn manifest_rows(root: &Path) -> Vec<BTreeMap<String, String>> {

@@ -181,18 +181,7 @@ pub fn intensity_baseline(cohort: &[CohortSubject<'_>], config: &IntensityBaseli
                         anomaly[i] = r.z(f64::from(sample.image[i]) / cord_median).max(0.0) as f32;
                         expected[i] = (cord_median * r.centre) as f32;
                     }
-                    let epistemic = vec![0.0f32; sample.image.len()];
-                    SampleResult::from_mc(
-                        sample.meta,
-                        &sample.image,
-                        &sample.roi,
-                        &sample.cord,
-                        &sample.row_segment,
-                        expected,
-                        &epistemic,
-                        &anomaly,
-                        0,
-                    )
+                    intensity_result(sample, expected, &anomaly)
                 })
                 .collect();
             SubjectMaps { subject: subject.meta.clone(), samples }
@@ -262,21 +251,17 @@ pub fn intensity_percentile_baseline(
                     expected[i] = cord_median as f32;
                 }
             }
-            let epistemic = vec![0.0f32; sample.image.len()];
-            SampleResult::from_mc(
-                sample.meta,
-                &sample.image,
-                &sample.roi,
-                &sample.cord,
-                &sample.row_segment,
-                expected,
-                &epistemic,
-                &ratio,
-                0,
-            )
+            intensity_result(sample, expected, &ratio)
         })
         .collect();
     Ok(SubjectMaps { subject: subject.meta.clone(), samples })
+}
+
+/// A sample's maps for an intensity baseline: its expected signal and anomaly map, no EU, no
+/// Monte-Carlo passes.
+fn intensity_result(sample: &PreparedSample, expected: Vec<f32>, anomaly: &[f32]) -> SampleResult {
+    let epistemic = vec![0.0f32; sample.image.len()];
+    SampleResult::from_mc(sample.meta, &sample.image, &sample.roi, &sample.cord, &sample.row_segment, expected, &epistemic, anomaly, 0)
 }
 
 #[cfg(test)]

@@ -337,20 +337,9 @@ pub fn level_scores(
     stack_scores(slices, shape, config, pixel_mm, slice_spacing_mm).0
 }
 
-/// Scores the cord above the first level and below the last ([`OutsideRegion`]), as
-/// [`level_scores`] scores a level. Regions with less than [`MIN_OUTSIDE_VOLUME_MM3`] of eroded
-/// cord are absent.
-pub fn outside_level_scores(
-    slices: &[StackSlice<'_>],
-    shape: PlaneShape,
-    config: &LevelScoreConfig,
-    pixel_mm: f64,
-    slice_spacing_mm: f64,
-) -> Vec<OutsideScore> {
-    stack_scores(slices, shape, config, pixel_mm, slice_spacing_mm).1
-}
-
-/// [`level_scores`] and [`outside_level_scores`] from one erosion and one CSF fill of the stack.
+/// [`level_scores`], and the scores of the cord above the first level and below the last
+/// ([`OutsideRegion`], scored as a level is; regions with less than [`MIN_OUTSIDE_VOLUME_MM3`] of
+/// eroded cord are absent), from one erosion and one CSF fill of the stack.
 pub fn stack_scores(
     slices: &[StackSlice<'_>],
     shape: PlaneShape,
@@ -571,8 +560,8 @@ mod tests {
         let slices = [StackSlice { native_slice: 0, cord: &cord, roi: &cord, values: &values, image: &image, row_segment: &rows }];
         let config = LevelScoreConfig { statistic: LevelStatistic::TopVolume { volume_mm3: 1.0 }, ..LevelScoreConfig::ANOMALY_MAP };
         // 3 mm pixels: each region is 12 voxels of 9 mm³, above the 50 mm³ minimum.
-        let outside = outside_level_scores(&slices, SHAPE, &config, 3.0, 1.0);
-        assert!(outside_level_scores(&slices, SHAPE, &config, 2.0, 1.0).is_empty(), "48 mm³ is a sliver");
+        let outside = stack_scores(&slices, SHAPE, &config, 3.0, 1.0).1;
+        assert!(stack_scores(&slices, SHAPE, &config, 2.0, 1.0).1.is_empty(), "48 mm³ is a sliver");
         assert_eq!(outside.len(), 2);
         assert_eq!((outside[0].region, outside[0].peak_row_px), (OutsideRegion::AboveLevels, 2));
         assert!((outside[0].score - 0.9).abs() < 1e-6);
@@ -580,7 +569,7 @@ mod tests {
         // No levels at all: no region.
         let none = vec![0u8; SHAPE.rows];
         let slices = [StackSlice { row_segment: &none, ..slices[0] }];
-        assert!(outside_level_scores(&slices, SHAPE, &config, 3.0, 1.0).is_empty());
+        assert!(stack_scores(&slices, SHAPE, &config, 3.0, 1.0).1.is_empty());
     }
 
     #[test]

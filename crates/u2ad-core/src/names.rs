@@ -74,12 +74,12 @@ pub fn path_inside(root: &Path, relative: &Path) -> Result<PathBuf> {
     Ok(joined)
 }
 
-/// Refuses `path` when the part of it that exists already resolves (through symbolic links)
-/// outside `root`. Nothing is created.
-pub fn ensure_under(root: &Path, path: &Path) -> Result<()> {
+/// Refuses `path` (lexically under `root`) when the part of it that exists already resolves
+/// (through symbolic links) outside `root`. Nothing is created.
+fn ensure_under(root: &Path, path: &Path) -> Result<()> {
     let Ok(root_real) = existing_prefix_real(root) else { return Ok(()) };
     let Ok(path_real) = existing_prefix_real(path) else { return Ok(()) };
-    if path_real.starts_with(&root_real) || !path.starts_with(root) {
+    if path_real.starts_with(&root_real) {
         return Ok(());
     }
     Err(CoreError::input(

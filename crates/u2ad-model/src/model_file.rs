@@ -39,10 +39,14 @@ fn error(path: &Path, detail: impl Into<String>) -> InteropError {
 
 /// SHA-256 of a file's bytes, first 16 hex digits.
 pub fn file_hash(path: &Path) -> Result<String, InteropError> {
-    use sha2::{Digest, Sha256};
     let bytes = std::fs::read(path).map_err(|e| error(path, e.to_string()))?;
-    let digest = Sha256::digest(&bytes);
-    Ok(digest.iter().take(8).map(|b| format!("{b:02x}")).collect())
+    Ok(bytes_hash(&bytes))
+}
+
+/// SHA-256 of bytes, first 16 hex digits (the file hash of bytes already read).
+fn bytes_hash(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes).iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
 
 /// Writes the model, its configuration and provenance atomically (temporary file, then rename).
@@ -162,7 +166,7 @@ pub fn read_model_info(path: &Path) -> Result<ModelInfo, InteropError> {
         None => false,
     };
     check_finite(&bytes, path)?;
-    Ok(ModelInfo { config, provenance, hash: file_hash(path)?, sealed })
+    Ok(ModelInfo { config, provenance, hash: bytes_hash(&bytes), sealed })
 }
 
 /// Builds the model described by the file and loads its weights.

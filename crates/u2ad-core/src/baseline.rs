@@ -216,6 +216,7 @@ impl IntensityPercentileConfig {
         lateral_mm: 2.0,
         relative_to_cord_signal: false,
         exclude_csf_partial_volume: false,
+        partial_volume_depth: None,
     };
 }
 

@@ -5,14 +5,17 @@
 //! slice), so stacked by their native slice index they form a 3-D volume: rows and columns of
 //! `pixel_mm`, slices of the native left-right spacing. On that stack:
 //!
-//! 1. **Cord eroded in 3-D.** In-plane, the cord mask eroded `in_plane_steps` times by a 3 x 3
-//!    square; across slices, a voxel stays only when the cord is present at the same pixel on the
-//!    `ceil(lateral_mm / slice spacing)` slices on either side (a missing slice is background).
-//!    Sagittal slices cut the cord's lateral surface at a grazing angle, so the outer slices of the
-//!    cord mask are where CSF partial volume (and mask error) lives; a per-slice 2-D erosion never
-//!    removes them. U2AD erodes about 2 mm (two native voxels): automatic masks differ from manual
-//!    ones by about one voxel, so a mask one voxel too large still leaves a core inside the cord
-//!    (measured: segment AUROC 0.88 with every mask dilated by one voxel, against 0.69 at 1 mm).
+//! 1. **Cord eroded in 3-D.** Sagittal slices cut the cord's lateral surface at a grazing angle,
+//!    so the outer slices of the cord mask are where CSF partial volume (and mask error) lives; a
+//!    per-slice 2-D erosion never removes them. How deep to erode is measured on each subject
+//!    (U2AD's default, [`crate::cord_depth`]): every voxel's 3-D depth below the mask's surface,
+//!    the outer shells whose signal is partial volume with the CSF, and half a millimetre more. Automatic
+//!    masks differ from manual ones by about one voxel, either way; a fixed erosion deep enough
+//!    for a mask one voxel too large leaves almost nothing of one a voxel too small (measured:
+//!    segment AUROC 0.62 with every mask eroded by one voxel at a fixed 2 mm, 0.74 measured per
+//!    subject). A fixed erosion (`in_plane_steps` 3 x 3 erosions in-plane; laterally, a voxel
+//!    stays only when the cord is present at the same pixel on the `ceil(lateral_mm / slice
+//!    spacing)` slices on either side) is kept as an option and for the intensity recipe.
 //!    A subject whose lateral erosion would leave no voxel (one slice, as the reference's `.npy`
 //!    slices, or two) is eroded in-plane only, and a level left with less than
 //!    [`MIN_LEVEL_VOLUME_MM3`] is scored on the reference's eroded cord (3 x 3 in-plane, once), so
@@ -40,6 +43,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::cord_depth::{depth_mm, PartialVolumeDepth};
 use crate::dataset::{SampleMeta, SubjectMeta};
 use crate::levels::DiscLevel;
 use crate::scoring::{erode_3x3, median, percentile, PlaneShape};
@@ -60,14 +64,21 @@ pub enum LevelStatistic {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct LevelScoreConfig {
     pub statistic: LevelStatistic,
-    /// In-plane erosions of the cord by a 3 x 3 square (1 = the reference's eroded cord).
+    /// In-plane erosions of the cord by a 3 x 3 square (1 = the reference's eroded cord), when
+    /// `partial_volume_depth` is `None`.
     pub in_plane_steps: usize,
-    /// Lateral erosion, in mm (rounded up to whole slices; 0 = none).
+    /// Lateral erosion, in mm (rounded up to whole slices; 0 = none), when `partial_volume_depth`
+    /// is `None`.
     pub lateral_mm: f64,
     /// Divide each level's statistic by the median image signal of its eroded voxels.
     pub relative_to_cord_signal: bool,
     /// Leave out CSF partial volume (module docs, step 1).
     pub exclude_csf_partial_volume: bool,
+    /// Choose the erosion from the image instead ([`crate::cord_depth`]): the cord deeper than
+    /// its partial volume with the CSF, measured on each subject, in place of `in_plane_steps`
+    /// and `lateral_mm`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partial_volume_depth: Option<PartialVolumeDepth>,
 }
 
 impl LevelScoreConfig {
@@ -77,17 +88,23 @@ impl LevelScoreConfig {
         ((mm / crate::scoring::SAMPLE_PIXEL_MM).round() as usize).max(1)
     }
 
-    /// U2AD's default: the cord eroded by about 2 mm in 3-D (three 3 x 3 erosions of the 0.78 mm
-    /// sample grid in-plane, two native 1 mm slices laterally: a mask one voxel too large still
-    /// stays out of the CSF), CSF partial volume left out, the mean of the top 5 mm³, relative to
-    /// the level's cord signal.
+    /// U2AD's default: the cord below its partial volume with the CSF, measured on each subject
+    /// ([`PartialVolumeDepth::DEFAULT`]), CSF partial volume left out, the mean of the top 5 mm³,
+    /// relative to the level's cord signal.
     pub const ANOMALY_MAP: LevelScoreConfig = LevelScoreConfig {
         statistic: LevelStatistic::TopVolume { volume_mm3: 5.0 },
-        in_plane_steps: 3,
-        lateral_mm: 2.0,
+        in_plane_steps: 1,
+        lateral_mm: 0.0,
         relative_to_cord_signal: true,
         exclude_csf_partial_volume: true,
+        partial_volume_depth: Some(PartialVolumeDepth::DEFAULT),
     };
+
+    /// The cord eroded by a fixed `mm` in 3-D (3 x 3 erosions of the sample grid in-plane, whole
+    /// native slices laterally), the rest as `self`.
+    pub fn with_fixed_erosion_mm(self, mm: f64) -> LevelScoreConfig {
+        LevelScoreConfig { in_plane_steps: Self::in_plane_steps_for_mm(mm), lateral_mm: mm, partial_volume_depth: None, ..self }
+    }
 
     /// The reference's curve peak, kept for comparison.
     pub const CURVE_PEAK: LevelScoreConfig = LevelScoreConfig {
@@ -96,6 +113,7 @@ impl LevelScoreConfig {
         lateral_mm: 0.0,
         relative_to_cord_signal: false,
         exclude_csf_partial_volume: false,
+        partial_volume_depth: None,
     };
 }
 
@@ -309,6 +327,50 @@ pub fn csf_partial_volume(slices: &[StackSlice<'_>], shape: PlaneShape) -> Vec<V
     reached
 }
 
+/// The cord (`in_plane`: the reference's eroded cord, where the maps are defined) deeper than the
+/// subject's partial volume with the CSF ([`PartialVolumeDepth`]). The second value says whether
+/// depth was measured in 3-D and left something (else in-plane, or `in_plane` itself when nothing
+/// is left, as [`eroded_cord_3d`] does).
+fn below_partial_volume(
+    slices: &[StackSlice<'_>],
+    shape: PlaneShape,
+    in_plane: &[Vec<u8>],
+    rule: PartialVolumeDepth,
+    pixel_mm: f64,
+    slice_spacing_mm: f64,
+) -> (Vec<Vec<u8>>, bool) {
+    let cords: Vec<&[u8]> = slices.iter().map(|s| s.cord).collect();
+    let natives: Vec<usize> = slices.iter().map(|s| s.native_slice).collect();
+    // A stack where no slice has both neighbours (one slice, as the reference's `.npy` slices, or
+    // two) says nothing about the cord's lateral surface: depth is measured in-plane only.
+    let lateral = natives.iter().any(|&n| n > 0 && natives.contains(&(n - 1)) && natives.contains(&(n + 1)));
+    let depth = depth_mm(&cords, &natives, shape, pixel_mm, if lateral { slice_spacing_mm } else { 1e6 });
+    let mut depths = Vec::new();
+    let mut signal = Vec::new();
+    let mut csf = Vec::new();
+    for (s, d) in slices.iter().zip(&depth) {
+        for p in 0..shape.pixels() {
+            if s.cord[p] != 0 {
+                depths.push(d[p]);
+                signal.push(f64::from(s.image[p]));
+            } else if s.roi[p] != 0 {
+                csf.push(f64::from(s.image[p]));
+            }
+        }
+    }
+    let Some(from_mm) = rule.scoring_depth_mm(&depths, &signal, median(&csf)) else { return (in_plane.to_vec(), false) };
+    let kept: Vec<Vec<u8>> = in_plane
+        .iter()
+        .zip(&depth)
+        .map(|(mask, d)| mask.iter().zip(d).map(|(&m, &d)| u8::from(m != 0 && f64::from(d) >= from_mm - 1e-6)).collect())
+        .collect();
+    if kept.iter().all(|m| m.iter().all(|&v| v == 0)) {
+        (in_plane.to_vec(), false)
+    } else {
+        (kept, lateral)
+    }
+}
+
 fn statistic_of(values: &mut [f64], statistic: LevelStatistic, voxel_mm3: f64) -> Option<f64> {
     if values.is_empty() {
         return None;
@@ -347,7 +409,7 @@ pub fn stack_scores(
     pixel_mm: f64,
     slice_spacing_mm: f64,
 ) -> (Vec<LevelScore>, Vec<OutsideScore>) {
-    let Some(stack) = ErodedStack::new(slices, shape, config, slice_spacing_mm) else { return (Vec::new(), Vec::new()) };
+    let Some(stack) = ErodedStack::new(slices, shape, config, pixel_mm, slice_spacing_mm) else { return (Vec::new(), Vec::new()) };
     let levels = DiscLevel::ALL
         .into_iter()
         .filter_map(|level| {
@@ -384,7 +446,7 @@ struct ErodedStack<'s, 'a> {
 pub const MIN_LEVEL_VOLUME_MM3: f64 = 20.0;
 
 impl<'s, 'a> ErodedStack<'s, 'a> {
-    fn new(slices: &'s [StackSlice<'a>], shape: PlaneShape, config: &LevelScoreConfig, slice_spacing_mm: f64) -> Option<Self> {
+    fn new(slices: &'s [StackSlice<'a>], shape: PlaneShape, config: &LevelScoreConfig, pixel_mm: f64, slice_spacing_mm: f64) -> Option<Self> {
         if matches!(config.statistic, LevelStatistic::CurvePeak) || slices.is_empty() {
             return None;
         }
@@ -394,9 +456,12 @@ impl<'s, 'a> ErodedStack<'s, 'a> {
             shape.check(s.image.len(), "image");
             assert_eq!(s.row_segment.len(), shape.rows, "row_segment has one value per row");
         }
-        let (mut eroded, lateral) = eroded_cord_3d(slices, shape, config, slice_spacing_mm);
         let reference = LevelScoreConfig { in_plane_steps: 1, lateral_mm: 0.0, ..*config };
         let mut fallback = eroded_cord_3d(slices, shape, &reference, slice_spacing_mm).0;
+        let (mut eroded, lateral) = match config.partial_volume_depth {
+            None => eroded_cord_3d(slices, shape, config, slice_spacing_mm),
+            Some(rule) => below_partial_volume(slices, shape, &fallback, rule, pixel_mm, slice_spacing_mm),
+        };
         if config.exclude_csf_partial_volume {
             let csf_like = csf_partial_volume(slices, shape);
             for masks in [&mut eroded, &mut fallback] {
@@ -484,6 +549,7 @@ mod tests {
             lateral_mm: 1.0,
             relative_to_cord_signal: false,
             exclude_csf_partial_volume: false,
+            partial_volume_depth: None,
         };
         let scores = level_scores(&slices, SHAPE, &config, 1.0, 1.0);
         assert_eq!(scores.len(), 2);
@@ -514,6 +580,7 @@ mod tests {
             lateral_mm: 1.0,
             relative_to_cord_signal: true,
             exclude_csf_partial_volume: false,
+            partial_volume_depth: None,
         };
         let scores = level_scores(&slices, SHAPE, &config, 1.0, 1.0);
         let c5c6 = scores.iter().find(|s| s.level == DiscLevel::C5C6).unwrap();
@@ -535,7 +602,7 @@ mod tests {
         assert!(scores.iter().all(|s| s.in_plane_only && (s.score - 0.25).abs() < 1e-6));
         // Three-millimetre slices: one slice on each side.
         let three = [slices[0], StackSlice { native_slice: 1, ..slices[0] }, StackSlice { native_slice: 2, ..slices[0] }];
-        let one_step = LevelScoreConfig { in_plane_steps: 1, ..LevelScoreConfig::ANOMALY_MAP };
+        let one_step = LevelScoreConfig { in_plane_steps: 1, ..LevelScoreConfig::ANOMALY_MAP.with_fixed_erosion_mm(2.0) };
         let (masks, lateral) = eroded_cord_3d(&three, SHAPE, &one_step, 3.0);
         assert!(lateral);
         assert_eq!(masks.iter().map(|m| m.iter().filter(|&&v| v != 0).count()).collect::<Vec<_>>(), vec![0, 10 * 4, 0]);

@@ -8,6 +8,7 @@
 pub mod anatomy;
 pub mod baseline;
 pub mod cohort;
+pub mod cord_depth;
 pub mod dataset;
 pub mod detect_outputs;
 pub mod error;

@@ -5,19 +5,24 @@
 //! as CSF and connected to it does not.
 
 use u2ad_core::cohort::{discover_bids, DiscoveryOptions};
+use u2ad_core::cord_depth::{depth_mm, PartialVolumeDepth};
 use u2ad_core::level_scores::{level_scores, slice_spacing_mm, LevelScoreConfig, LevelStatistic, StackSlice};
 use u2ad_core::levels::DiscLevel;
 use u2ad_core::locate::sample_file;
 use u2ad_core::prepare::{prepare_subject, PrepareOptions};
-use u2ad_core::scoring::PlaneShape;
+use u2ad_core::scoring::{median, PlaneShape};
 
-fn signal_ratio(name: &str, lateral_mm: f64, exclude_csf_partial_volume: bool) -> Vec<(DiscLevel, f64)> {
+fn prepared(name: &str, cord_offset_voxels: i32) -> u2ad_core::prepare::PreparedSubject {
     let files = discover_bids(&sample_file("spine-t2"), &DiscoveryOptions::default())
         .unwrap()
         .into_iter()
         .find(|s| s.subject == name)
         .unwrap();
-    let p = prepare_subject(&files, &PrepareOptions::default()).unwrap();
+    prepare_subject(&files, &PrepareOptions { cord_offset_voxels, ..PrepareOptions::default() }).unwrap()
+}
+
+fn signal_ratio(name: &str, lateral_mm: f64, exclude_csf_partial_volume: bool) -> Vec<(DiscLevel, f64)> {
+    let p = prepared(name, 0);
     let stack: Vec<StackSlice<'_>> = p
         .samples
         .iter()
@@ -29,6 +34,7 @@ fn signal_ratio(name: &str, lateral_mm: f64, exclude_csf_partial_volume: bool) -
         lateral_mm,
         relative_to_cord_signal: true,
         exclude_csf_partial_volume,
+        partial_volume_depth: None,
     };
     let spacing = slice_spacing_mm(&p.meta, &p.samples[0].meta);
     assert_eq!(spacing, 1.0);
@@ -54,4 +60,35 @@ fn excluding_csf_partial_volume_removes_errsm21s_bright_spot_at_c5c6() {
     assert!((at(&excluded, DiscLevel::C5C6) - 1.886).abs() < 0.01, "{excluded:?}");
     assert!((at(&excluded, DiscLevel::C7T1) - 1.974).abs() < 0.01, "{excluded:?}");
     assert!(excluded.iter().all(|(_, v)| (1.8..2.25).contains(v)), "{excluded:?}");
+}
+
+/// The depth from which U2AD scores the cord, measured on the scan: below the shells of the cord
+/// mask whose signal is partial volume with the CSF, and one 0.5 mm shell more.
+fn scoring_depth_mm(name: &str, cord_offset_voxels: i32) -> f64 {
+    let p = prepared(name, cord_offset_voxels);
+    let cords: Vec<&[u8]> = p.samples.iter().map(|s| &s.cord[..]).collect();
+    let natives: Vec<usize> = p.samples.iter().map(|s| s.meta.native_slice).collect();
+    let depth = depth_mm(&cords, &natives, PlaneShape::SAMPLE, p.samples[0].meta.pixel_mm, slice_spacing_mm(&p.meta, &p.samples[0].meta));
+    let (mut depths, mut signal, mut csf) = (Vec::new(), Vec::new(), Vec::new());
+    for (s, d) in p.samples.iter().zip(&depth) {
+        for px in 0..PlaneShape::SAMPLE.pixels() {
+            if s.cord[px] != 0 {
+                depths.push(d[px]);
+                signal.push(f64::from(s.image[px]));
+            } else if s.roi[px] != 0 {
+                csf.push(f64::from(s.image[px]));
+            }
+        }
+    }
+    PartialVolumeDepth::DEFAULT.scoring_depth_mm(&depths, &signal, median(&csf)).unwrap()
+}
+
+#[test]
+fn the_scoring_depth_follows_the_cord_mask() {
+    // The manual mask: its outer 0.5 mm shell is partial volume (sub-errsm21's reaches into the
+    // CSF at C5/C6), so scoring starts at 1.5 mm. Grown by one voxel, two more shells are CSF
+    // partial volume; shrunk by one voxel, none is.
+    assert_eq!(scoring_depth_mm("sub-errsm21", 0), 1.5);
+    assert_eq!(scoring_depth_mm("sub-errsm21", 1), 2.5);
+    assert_eq!(scoring_depth_mm("sub-errsm21", -1), 1.0);
 }

@@ -67,9 +67,9 @@ pub struct CallArgs {
     /// U2AD, `keep` for the intensity recipe). With --level-score cord3d only.
     #[arg(long, value_enum)]
     pub csf_partial_volume: Option<CsfArg>,
-    /// Erosion of the cord mask before scoring, in mm, in 3-D (default: 2 mm, about two native
-    /// voxels, for U2AD and the intensity recipe alike: a mask one voxel too large still stays
-    /// out of the CSF). With --level-score cord3d only.
+    /// Erode the cord mask by this many mm in 3-D before scoring (default: U2AD measures the depth
+    /// on each subject, below the mask's partial volume with the CSF and 0.5 mm more; the intensity
+    /// recipe erodes 2 mm). With --level-score cord3d only.
     #[arg(long)]
     pub cord_erosion_mm: Option<f64>,
     /// Put the figures inside qc_report.html (one self-contained file, for small cohorts) instead
@@ -119,14 +119,15 @@ impl CallArgs {
     /// The level scores: `cord3d` keeps the method's own setting, `curve-peak` the reference's.
     pub fn level_scores(&self, cord3d: LevelScoreConfig) -> LevelScoreConfig {
         match self.level_score {
-            LevelScoreArg::Cord3d => LevelScoreConfig {
-                exclude_csf_partial_volume: self
-                    .csf_partial_volume
-                    .map_or(cord3d.exclude_csf_partial_volume, |c| c == CsfArg::Exclude),
-                in_plane_steps: self.cord_erosion_mm.map_or(cord3d.in_plane_steps, LevelScoreConfig::in_plane_steps_for_mm),
-                lateral_mm: self.cord_erosion_mm.unwrap_or(cord3d.lateral_mm),
-                ..cord3d
-            },
+            LevelScoreArg::Cord3d => {
+                let chosen = LevelScoreConfig {
+                    exclude_csf_partial_volume: self
+                        .csf_partial_volume
+                        .map_or(cord3d.exclude_csf_partial_volume, |c| c == CsfArg::Exclude),
+                    ..cord3d
+                };
+                self.cord_erosion_mm.map_or(chosen, |mm| chosen.with_fixed_erosion_mm(mm))
+            }
             LevelScoreArg::CurvePeak => LevelScoreConfig { statistic: LevelStatistic::CurvePeak, ..LevelScoreConfig::CURVE_PEAK },
         }
     }

@@ -43,10 +43,12 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::cord_depth::{depth_mm, PartialVolumeDepth};
+use crate::cord_depth::PartialVolumeDepth;
 use crate::dataset::{SampleMeta, SubjectMeta};
 use crate::levels::DiscLevel;
 use crate::scoring::{erode_3x3, median, percentile, PlaneShape};
+use crate::scoring_region::below_partial_volume;
+pub use crate::scoring_region::{csf_partial_volume, StackSlice};
 
 /// How a level's voxels are summarised.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -121,24 +123,6 @@ impl Default for LevelScoreConfig {
     fn default() -> Self {
         LevelScoreConfig::ANOMALY_MAP
     }
-}
-
-/// One sample of the stack.
-#[derive(Debug, Clone, Copy)]
-pub struct StackSlice<'a> {
-    /// Index of the sample's slice along the native left-right axis.
-    pub native_slice: usize,
-    /// Cord mask (not eroded).
-    pub cord: &'a [u8],
-    /// The region around the cord whose median signal is the CSF's (the prepared ROI: cord and
-    /// CSF, dilated by one pixel).
-    pub roi: &'a [u8],
-    /// The values scored (e.g. the anomaly map).
-    pub values: &'a [f32],
-    /// The preprocessed image (for the relative score).
-    pub image: &'a [f32],
-    /// Disc-level code of each row.
-    pub row_segment: &'a [u8],
 }
 
 /// The score of one level and where its highest voxel is.
@@ -260,115 +244,6 @@ pub fn slice_spacing_mm(subject: &SubjectMeta, sample: &SampleMeta) -> f64 {
         .map(|axis| subject.spacing_mm[axis])
         .filter(|s| s.is_finite() && *s > 0.0)
         .unwrap_or(1.0)
-}
-
-/// Cord-mask voxels that are CSF partial volume (module docs, step 1), per slice. A flood fill
-/// over the stack: in-plane through the 4 neighbours, across slices through the same pixel of
-/// the adjacent native slice.
-pub fn csf_partial_volume(slices: &[StackSlice<'_>], shape: PlaneShape) -> Vec<Vec<bool>> {
-    let none = || vec![vec![false; shape.pixels()]; slices.len()];
-    let values = |pick: &dyn Fn(&StackSlice<'_>, usize) -> bool| -> Vec<f64> {
-        slices.iter().flat_map(|s| (0..shape.pixels()).filter(|&p| pick(s, p)).map(|p| f64::from(s.image[p]))).collect()
-    };
-    let cord_signal = median(&values(&|s, p| s.cord[p] != 0));
-    let csf_signal = median(&values(&|s, p| s.roi[p] != 0 && s.cord[p] == 0));
-    let (Some(cord_signal), Some(csf_signal)) = (cord_signal, csf_signal) else { return none() };
-    if !(cord_signal > 0.0 && csf_signal > 1.2 * cord_signal) {
-        return none();
-    }
-    let threshold = 0.5 * (cord_signal + csf_signal);
-    let bright = |i: usize, p: usize| f64::from(slices[i].image[p]) > threshold;
-    let by_native: std::collections::BTreeMap<usize, usize> =
-        slices.iter().enumerate().map(|(i, s)| (s.native_slice, i)).collect();
-    let mut reached = none();
-    let mut queue: Vec<(usize, usize)> = Vec::new();
-    for (i, s) in slices.iter().enumerate() {
-        for p in 0..shape.pixels() {
-            if s.cord[p] == 0 && s.roi[p] != 0 && bright(i, p) {
-                reached[i][p] = true;
-                queue.push((i, p));
-            }
-        }
-    }
-    while let Some((i, p)) = queue.pop() {
-        let (row, col) = (p / shape.cols, p % shape.cols);
-        let mut next: Vec<(usize, usize)> = Vec::with_capacity(6);
-        if row > 0 {
-            next.push((i, p - shape.cols));
-        }
-        if row + 1 < shape.rows {
-            next.push((i, p + shape.cols));
-        }
-        if col > 0 {
-            next.push((i, p - 1));
-        }
-        if col + 1 < shape.cols {
-            next.push((i, p + 1));
-        }
-        let native = slices[i].native_slice;
-        for n in [native.checked_sub(1), Some(native + 1)].into_iter().flatten() {
-            if let Some(&j) = by_native.get(&n) {
-                next.push((j, p));
-            }
-        }
-        for (j, q) in next {
-            // Only into the cord (the CSF outside is where the fill starts).
-            if !reached[j][q] && slices[j].cord[q] != 0 && bright(j, q) {
-                reached[j][q] = true;
-                queue.push((j, q));
-            }
-        }
-    }
-    for (i, s) in slices.iter().enumerate() {
-        for (p, r) in reached[i].iter_mut().enumerate() {
-            *r &= s.cord[p] != 0;
-        }
-    }
-    reached
-}
-
-/// The cord (`in_plane`: the reference's eroded cord, where the maps are defined) deeper than the
-/// subject's partial volume with the CSF ([`PartialVolumeDepth`]). The second value says whether
-/// depth was measured in 3-D and left something (else in-plane, or `in_plane` itself when nothing
-/// is left, as [`eroded_cord_3d`] does).
-fn below_partial_volume(
-    slices: &[StackSlice<'_>],
-    shape: PlaneShape,
-    in_plane: &[Vec<u8>],
-    rule: PartialVolumeDepth,
-    pixel_mm: f64,
-    slice_spacing_mm: f64,
-) -> (Vec<Vec<u8>>, bool) {
-    let cords: Vec<&[u8]> = slices.iter().map(|s| s.cord).collect();
-    let natives: Vec<usize> = slices.iter().map(|s| s.native_slice).collect();
-    // A stack where no slice has both neighbours (one slice, as the reference's `.npy` slices, or
-    // two) says nothing about the cord's lateral surface: depth is measured in-plane only.
-    let lateral = natives.iter().any(|&n| n > 0 && natives.contains(&(n - 1)) && natives.contains(&(n + 1)));
-    let depth = depth_mm(&cords, &natives, shape, pixel_mm, if lateral { slice_spacing_mm } else { 1e6 });
-    let mut depths = Vec::new();
-    let mut signal = Vec::new();
-    let mut csf = Vec::new();
-    for (s, d) in slices.iter().zip(&depth) {
-        for p in 0..shape.pixels() {
-            if s.cord[p] != 0 {
-                depths.push(d[p]);
-                signal.push(f64::from(s.image[p]));
-            } else if s.roi[p] != 0 {
-                csf.push(f64::from(s.image[p]));
-            }
-        }
-    }
-    let Some(from_mm) = rule.scoring_depth_mm(&depths, &signal, median(&csf)) else { return (in_plane.to_vec(), false) };
-    let kept: Vec<Vec<u8>> = in_plane
-        .iter()
-        .zip(&depth)
-        .map(|(mask, d)| mask.iter().zip(d).map(|(&m, &d)| u8::from(m != 0 && f64::from(d) >= from_mm - 1e-6)).collect())
-        .collect();
-    if kept.iter().all(|m| m.iter().all(|&v| v == 0)) {
-        (in_plane.to_vec(), false)
-    } else {
-        (kept, lateral)
-    }
 }
 
 fn statistic_of(values: &mut [f64], statistic: LevelStatistic, voxel_mm3: f64) -> Option<f64> {
@@ -637,29 +512,5 @@ mod tests {
         let none = vec![0u8; SHAPE.rows];
         let slices = [StackSlice { row_segment: &none, ..slices[0] }];
         assert!(stack_scores(&slices, SHAPE, &config, 3.0, 1.0).1.is_empty());
-    }
-
-    #[test]
-    fn csf_partial_volume_is_the_bright_cord_connected_to_the_csf() {
-        // Cord: columns 2..=7; CSF: columns 0..=1 and 8..=9 (signal 4); cord signal 1.
-        let cord = cord();
-        let roi = vec![1u8; SHAPE.pixels()];
-        let mut image: Vec<f32> = (0..SHAPE.pixels()).map(|p| if (2..=7).contains(&(p % SHAPE.cols)) { 1.0 } else { 4.0 }).collect();
-        // A CSF-bright tongue into the cord from the right CSF (row 3, columns 4..=7), and an
-        // isolated lesion at twice and at four times the cord signal (rows 8 and 10, column 4).
-        for col in 4..=7 {
-            image[3 * SHAPE.cols + col] = 3.5;
-        }
-        image[8 * SHAPE.cols + 4] = 2.0;
-        image[10 * SHAPE.cols + 4] = 4.0;
-        let rows = rows();
-        let slices = [StackSlice { native_slice: 0, cord: &cord, roi: &roi, values: &image, image: &image, row_segment: &rows }];
-        let out = &csf_partial_volume(&slices, SHAPE)[0];
-        let marked: Vec<usize> = (0..SHAPE.pixels()).filter(|&p| out[p]).collect();
-        assert_eq!(marked, (4..=7).map(|c| 3 * SHAPE.cols + c).collect::<Vec<_>>());
-        // No CSF brighter than the cord: nothing is taken out.
-        let flat = vec![1.0f32; SHAPE.pixels()];
-        let slices = [StackSlice { image: &flat, ..slices[0] }];
-        assert!(csf_partial_volume(&slices, SHAPE)[0].iter().all(|&o| !o));
     }
 }

@@ -24,6 +24,7 @@ pub mod prepare;
 pub mod resample;
 pub mod sample;
 pub mod scoring;
+pub mod scoring_region;
 pub mod staging;
 pub mod synth;
 mod tensor_file;

@@ -1,0 +1,144 @@
+//! Scoring: from the aleatoric-uncertainty (AU) map of each sagittal sample to an anomaly curve
+//! along the cord, disc-level segment scores, patient scores and calls made without labels.
+//!
+//! All maps are row-major planes ([`PlaneShape`], 256 x 256 for prepared samples): row 0 is the
+//! most superior row, column 0 the most anterior column. Masks are `u8`, nonzero = inside.
+//!
+//! # 1. Anomaly candidates (the reference's `process_error`)
+//!
+//! For one sample, with AU = |image - mean reconstruction| and the cord mask eroded once by a
+//! 3 x 3 square ([`erode_3x3`], outside the plane counts as background, as in
+//! `scipy.ndimage.binary_erosion`):
+//!
+//! 1. E = AU x eroded cord.
+//! 2. t = the 90th percentile of the nonzero values of E (numpy's default, linear interpolation
+//!    between order statistics: [`percentile`]).
+//! 3. Keep the pixels with E > t; group them into 8-connected components.
+//! 4. Drop components of fewer than 2 px; score each remaining component by mean(E) x sum(E).
+//! 5. Keep the 3 best components (ties keep the raster order of their first pixel, as cv2's
+//!    labels with Python's stable sort). The filtered map holds E on their pixels and 0 elsewhere.
+//!
+//! Percentile, minimum area and number of components are configurable ([`CandidateFilter`]).
+//! Training uses the same map: AU-guided masking never masks a patch holding a candidate pixel.
+//!
+//! # 2. Anomaly curve
+//!
+//! For each sample s and row y, c_s(y) = mean of the filtered map over the eroded-cord pixels of
+//! row y (no value where the row has no eroded cord; `max` and `sum` are available as
+//! [`RowStatistic`]s). The subject curve is c(y) = max over the subject's samples s of c_s(y),
+//! over the samples whose eroded cord has at least 100 px (the minimum is configurable, and
+//! [`SliceSelection::LargestCord`] uses the single sample with the largest eroded cord). An
+//! optional centred moving average over 2h + 1 rows (h = 0, off, by default) averages the rows of
+//! the window that have a value; rows without a value keep none.
+//!
+//! # 3. Segment and patient scores
+//!
+//! * The score of disc-level segment L is the peak of c(y) over the rows whose `row_segment` is
+//!   L's code (ties: the most superior row). A segment none of whose rows has a curve value (the
+//!   level is not on the image, or the cord is not seen there) is
+//!   [`SegmentOutcome::OutOfFieldOfView`], never a score of 0.
+//! * The patient score is the maximum of the segment scores; the maximum of c(y) over every cord
+//!   row (including rows above C2/C3 and below C7/T1) is recorded beside it.
+//! * Peak position, in mm along the image's superior-inferior axis: (peak row - origin row) x
+//!   pixel size, where the origin is the upper end (first row) of segment C2/C3 when the sample
+//!   has one, else the first row of the subject curve (the first cord row);
+//!   [`PositionOrigin`] says which.
+//! * Extent, in mm: the number of contiguous rows around the peak (the peak included) whose
+//!   curve value is above [`ScoringConfig::extent_above`] (default 0, i.e. > 0), times the pixel
+//!   size. It is measured along the superior-inferior axis of the image, which the cervical cord
+//!   follows to within a few degrees on sagittal images; it may run across segment boundaries.
+//!   It is 0 mm when the peak itself is not above that level.
+//! * Peak signal ratio: in the sample that gives the peak, the mean image value over the
+//!   candidate pixels (filtered map > 0) of the peak row's eroded cord, or over all eroded-cord
+//!   pixels of that row when it has no candidate pixel, divided by the median image value over
+//!   that sample's whole eroded cord.
+//!
+//! # 4. Calls without labels
+//!
+//! For each subject S and segment L the threshold is calibrated on the cohort itself, leaving out
+//! every subject of S's group ([`SubjectScores::group`]: the participant, so that no scan is ever
+//! calibrated against another copy or session of the same person): R = the scores of segment L
+//! of every subject of another group ([`LevelPooling::PerLevel`], default) or of every segment of
+//! those subjects ([`LevelPooling::Pooled`]), and
+//!
+//! ```text
+//! z(score)  = (score - median(R)) / (1.4826 x MAD(R)),   MAD(R) = median(|R - median(R)|)
+//! threshold = median(R) + z* x 1.4826 x MAD(R),
+//! z*        = Φ⁻¹(1 - rate / m)
+//! ```
+//!
+//! with m the number of the subject's scored segments ([`FalsePositiveScope::Patient`], default:
+//! Bonferroni, so that a lesion-free patient is called positive with at most the target rate when
+//! normal scores are normally distributed) or m = 1 ([`FalsePositiveScope::Level`]). The z is
+//! reported beside the score: it puts every level on one scale (the patient's z is its largest).
+//! When MAD(R) = 0 (more than half the reference scores equal), the spread is 1.2533 x
+//! mean(|R - median(R)|) instead (the same normal-consistent estimate of the standard deviation);
+//! when that is 0 too, the threshold is the median. A fixed threshold, learnt on a labelled set,
+//! can replace the calibration ([`Threshold::Fixed`]). Φ⁻¹ is Acklam's rational approximation
+//! ([`inverse_normal_cdf`], relative error < 1.2e-9).
+//!
+//! Each segment call, in this order:
+//! 1. **out of field of view** when the segment has no score;
+//! 2. **indeterminate** when the segment's mean epistemic uncertainty (mean EU over the
+//!    eroded-cord pixels of its rows) is above the cohort's limit (median + 3 x 1.4826 x MAD of
+//!    the other groups' segment EU, same pooling) **and** its z lies within 1 of z*
+//!    ([`UncertaintyGate::NearThreshold`], default): high EU withholds only a call it could turn,
+//!    so a whole host unlike the training scans is not muted. [`UncertaintyGate::RobustZ`] and
+//!    [`UncertaintyGate::Percentile`] withhold whenever EU is high;
+//! 3. **indeterminate** when fewer than 10 reference scores (configurable) exist to calibrate
+//!    the threshold;
+//! 4. **positive** when the score is strictly above the threshold, **negative** otherwise.
+//!
+//! The cord in view above the first level and below the last ([`crate::level_scores::OutsideRegion`])
+//! is called the same way against the same region of the other groups (no EU gate), and counts
+//! in m: a lesion there makes the patient positive without a level of its own.
+//!
+//! The patient call is **positive** when any segment or outside region is positive; otherwise **negative** when at
+//! least one segment is negative (indeterminate segments then count as not positive, and their
+//! number is reported beside the call); otherwise (every segment out of field of view or
+//! indeterminate) **not assessed**.
+//!
+//! Segment scores by default come from [`crate::level_scores`] (the anomaly map over the cord
+//! eroded in 3-D), not the curve peak of section 3; [`crate::detect_outputs::score_maps`] puts
+//! them in place.
+//!
+//! # Files
+//!
+//! `stats.rs`: percentiles, median, MAD, robust centre and spread, Φ⁻¹; `plane.rs`: the plane
+//! shape, 3 x 3 erosion and 8-connected labels; `candidates.rs`: section 1; `curve.rs`:
+//! section 2; `segments.rs`: section 3; `calls.rs`: section 4; `level_table.rs`: the per-level
+//! CSV rows. Every public item is re-exported here: `u2ad_core::scoring::X` is the path to use.
+
+mod calls;
+mod candidates;
+mod curve;
+mod level_table;
+mod plane;
+mod segments;
+mod stats;
+#[cfg(test)]
+mod test_fixtures;
+
+pub use calls::{
+    call_cohort, CallConfig, FalsePositiveScope, IndeterminateReason, LevelPooling, PatientCall, RegionDecision,
+    SegmentCall, SegmentDecision, SubjectDecision, Threshold, UncertaintyGate,
+};
+pub use candidates::{anomaly_candidates, CandidateComponent, CandidateFilter, CandidateMap, Polarity};
+pub use curve::{row_curve, subject_curve, CurveConfig, RowStatistic, SliceMaps, SliceSelection, SubjectCurve};
+pub use level_table::{level_rows, LevelRow};
+pub use plane::{erode_3x3, label_components_8, ComponentLabels, PlaneShape, SAMPLE_PIXEL_MM};
+pub(crate) use segments::peak_signal_ratio;
+pub use segments::{
+    score_subject, PositionOrigin, ScoringConfig, SegmentOutcome, SegmentPeak, SegmentScore, SubjectScores,
+};
+pub use stats::{
+    inverse_normal_cdf, median, median_absolute_deviation, percentile, percentile_of_sorted, robust_centre_spread,
+    robust_upper_limit, z_for_false_positive_rate, MAD_TO_SD, MEAN_ABSOLUTE_DEVIATION_TO_SD,
+};
+
+/// Errors of a scoring or calibration configuration.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ScoringError {
+    #[error("invalid scoring configuration: {0}")]
+    InvalidConfig(String),
+}

@@ -1,0 +1,130 @@
+//! Plane geometry for step 1 of detection (anomaly candidates): the shape of a row-major 2-D map,
+//! the 3 x 3 erosion of the cord mask and the 8-connected components of a binary plane.
+
+use serde::{Deserialize, Serialize};
+
+use crate::dataset::SAMPLE_SIZE;
+
+/// Pixel size of a prepared sample, in mm (200 mm field of view over 256 pixels).
+pub const SAMPLE_PIXEL_MM: f64 = 200.0 / SAMPLE_SIZE as f64;
+
+/// Shape of a row-major 2-D map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlaneShape {
+    pub rows: usize,
+    pub cols: usize,
+}
+
+impl PlaneShape {
+    /// A prepared sample: 256 x 256.
+    pub const SAMPLE: PlaneShape = PlaneShape { rows: SAMPLE_SIZE, cols: SAMPLE_SIZE };
+
+    pub fn pixels(self) -> usize {
+        self.rows * self.cols
+    }
+
+    pub(crate) fn check(self, len: usize, what: &str) {
+        assert_eq!(len, self.pixels(), "{what}: {len} values for a {} x {} plane", self.rows, self.cols);
+    }
+}
+
+/// Binary erosion by a 3 x 3 square; pixels outside the plane count as background (as
+/// `scipy.ndimage.binary_erosion(mask, structure=np.ones((3, 3)))`), so the border rows and
+/// columns are always eroded. Returns 0/1.
+pub fn erode_3x3(mask: &[u8], shape: PlaneShape) -> Vec<u8> {
+    shape.check(mask.len(), "mask");
+    let (rows, cols) = (shape.rows, shape.cols);
+    let mut eroded = vec![0u8; mask.len()];
+    if rows < 3 || cols < 3 {
+        return eroded;
+    }
+    for row in 1..rows - 1 {
+        for col in 1..cols - 1 {
+            let inside = (row - 1..=row + 1).all(|r| (col - 1..=col + 1).all(|c| mask[r * cols + c] != 0));
+            eroded[row * cols + col] = u8::from(inside);
+        }
+    }
+    eroded
+}
+
+/// The 8-connected components of a binary plane.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ComponentLabels {
+    /// Per pixel: 0 background, 1..=count the component.
+    pub labels: Vec<u32>,
+    pub count: u32,
+}
+
+/// Labels the 8-connected components of `foreground`, numbering them 1, 2, … in the raster order
+/// of their first pixel (as cv2 and scipy do); 0 is background.
+/// Hand-written: a 2-D flood fill is 20 lines, and ndarray-ndimage labels 3-D arrays only.
+pub fn label_components_8(foreground: &[bool], shape: PlaneShape) -> ComponentLabels {
+    shape.check(foreground.len(), "foreground");
+    let (rows, cols) = (shape.rows as isize, shape.cols as isize);
+    let mut labels = vec![0u32; foreground.len()];
+    let mut count = 0u32;
+    let mut stack = Vec::new();
+    for start in 0..foreground.len() {
+        if !foreground[start] || labels[start] != 0 {
+            continue;
+        }
+        count += 1;
+        labels[start] = count;
+        stack.push(start);
+        while let Some(pixel) = stack.pop() {
+            let (row, col) = ((pixel / shape.cols) as isize, (pixel % shape.cols) as isize);
+            for dr in -1..=1 {
+                for dc in -1..=1 {
+                    let (r, c) = (row + dr, col + dc);
+                    if r < 0 || c < 0 || r >= rows || c >= cols {
+                        continue;
+                    }
+                    let neighbour = (r * cols + c) as usize;
+                    if foreground[neighbour] && labels[neighbour] == 0 {
+                        labels[neighbour] = count;
+                        stack.push(neighbour);
+                    }
+                }
+            }
+        }
+    }
+    ComponentLabels { labels, count }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn erosion_matches_scipy() {
+        let shape = PlaneShape { rows: 6, cols: 7 };
+        #[rustfmt::skip]
+        let mask: Vec<u8> = vec![
+            0, 1, 1, 1, 1, 0, 0,
+            1, 1, 1, 1, 1, 1, 0,
+            1, 1, 1, 1, 1, 1, 1,
+            1, 1, 1, 1, 1, 1, 1,
+            0, 1, 1, 1, 0, 1, 1,
+            0, 0, 1, 1, 1, 1, 1,
+        ];
+        #[rustfmt::skip]
+        let expected: Vec<u8> = vec![
+            0, 0, 0, 0, 0, 0, 0,
+            0, 0, 1, 1, 0, 0, 0,
+            0, 1, 1, 1, 1, 0, 0,
+            0, 0, 1, 0, 0, 0, 0,
+            0, 0, 0, 0, 0, 0, 0,
+            0, 0, 0, 0, 0, 0, 0,
+        ];
+        assert_eq!(erode_3x3(&mask, shape), expected);
+    }
+
+    #[test]
+    fn eight_connected_labels_follow_raster_order() {
+        let shape = PlaneShape { rows: 3, cols: 4 };
+        let foreground: Vec<bool> = [0, 0, 1, 0, 1, 0, 0, 1, 0, 1, 0, 1].iter().map(|&v| v == 1).collect();
+        let components = label_components_8(&foreground, shape);
+        assert_eq!(components.count, 2);
+        assert_eq!(components.labels, vec![0, 0, 1, 0, 2, 0, 0, 1, 0, 2, 0, 1]);
+    }
+}

@@ -1,43 +1,131 @@
-#!/bin/bash
-# GPU checks for u2ad, as one run on a lent GPU machine (no network there): training speed and
-# MC speed of the paper model on CUDA, then, in parallel, two whole demos on CUDA (demo-sized and a
-# shortened paper configuration) and a learning-rate/batch sweep of the demo-sized model.
+#!/usr/bin/env bash
+# The GPU check of u2ad: one command on a machine with an NVIDIA GPU and no network, done in under
+# 9 minutes, writing 3 files (summary.md, gpu-check.log, results.tar.gz) to $OUT.
 #
-# Prepare it here (the `cuda` build needs no network and no GPU; about 13 minutes on 2 cores):
+# It measures, on the same GPU in the same run:
+#   1. u2ad's training throughput (slices/s) at batch 10 and 64, paper model (configs/paper.toml);
+#   2. the same for the plain-torch port of the reference (scripts/torch_step_timing.py), when
+#      torch is installed there (else the summary says so);
+#   3. Monte-Carlo inference time per slice (`u2ad detect`, paper model, K = 10);
+#   4. a short pretrain + adapt + detect + evaluate of the demo cohort (`u2ad demo`).
+#
+# Build the folder it reads (git-ignored, about 60 MB; the cuda build needs no GPU and no network,
+# about 25 minutes on 2 cores):
 #   cargo build --release --features cuda -p u2ad-cli --target-dir target/cuda
-#   mkdir -p tmp/gpu/cfg tmp/gpu/data && strip -o tmp/gpu/u2ad target/cuda/release/u2ad
-#   cp -r ../shared/data/spine-t2 ../shared/data/SOURCES.tsv tmp/gpu/data/
-#   cp scripts/gpu-check.sh tmp/gpu/run.sh && cp scripts/gpu-configs/*.toml tmp/gpu/cfg/
-# then run `bash tmp/gpu/run.sh` on the device, carrying tmp/gpu (about 56 MB); results in $OUT.
-cd "$(dirname "$0")/../.."
-G=$PWD/tmp/gpu; U=$G/u2ad; chmod +x $U
-W=/tmp/w; mkdir -p $W
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > $OUT/gpu.txt 2>&1
-export U2AD_DATA=$G/data
-$U --version >> $OUT/gpu.txt 2>&1
-$U -q prepare $G/data/spine-t2 -o $W/h3.u2ds --include sub-errsm11 --include sub-errsm18 --include sub-errsm21 > $OUT/prepare.log 2>&1
-# 1. Training speed alone: paper configuration, batch 10, 6 epochs of 51 slices.
-( time timeout 100 $U pretrain $W/h3.u2ds --device cuda --out $W/speed --config configs/paper.toml --epochs 6 ) > $OUT/speed.log 2>&1
-cp $W/speed/losses.csv $OUT/speed_losses.csv
-# 2. MC speed alone: detect the 3 healthy subjects (51 slices), K = 10, batch 8 and 32 copies.
-( time timeout 60 $U detect $W/h3.u2ds --model $W/speed/model.safetensors --out $W/det8 --device cuda --pooling pooled ) > $OUT/detect8.log 2>&1
-( time timeout 60 $U detect $W/h3.u2ds --model $W/speed/model.safetensors --out $W/det32 --device cuda --mc-batch 32 --pooling pooled ) > $OUT/detect32.log 2>&1
-nvidia-smi --query-gpu=memory.used --format=csv >> $OUT/gpu.txt
-# 3. In parallel: demos and the sweep.
-( time timeout 330 $U demo --device cuda --data $G/data --out $W/demo-paper --config $G/cfg/paper-short.toml ) > $OUT/demo-paper.log 2>&1 &
-( time timeout 300 $U demo --device cuda --data $G/data --out $W/demo-default ) > $OUT/demo-default.log 2>&1 &
-for s in s1 s2 s3 s4; do
-  ( timeout 280 $U -q pretrain $W/h3.u2ds --device cuda --out $W/$s --config $G/cfg/$s.toml ) > $OUT/$s.log 2>&1 &
-done
-wait
-for s in s1 s2 s3 s4 demo-paper/runs/pretrain demo-paper/runs/adapt demo-default/runs/pretrain demo-default/runs/adapt; do
-  d=$OUT/$(echo $s | tr / _); mkdir -p $d
-  cp $W/$s/*.csv $W/$s/*.png $d/ 2>/dev/null
-done
-for s in demo-paper demo-default; do
-  cp $W/$s/evaluation/evaluation.md $OUT/$s-evaluation.md 2>/dev/null
-  one=$(ls -d $W/$s/detect/u2ad/sub-* 2>/dev/null | head -1)
-  [ -n "$one" ] && mkdir -p $OUT/$s-one && cp $one/anat/*.csv $one/anat/*patient_scores.json $one/figures/*.png $OUT/$s-one/ 2>/dev/null
-done
-ls -R $W/demo-paper/detect/u2ad | head -40 > $OUT/demo-paper-files.txt
-echo done
+#   scripts/gpu-check.sh --pack tmp/gpu target/cuda/release/u2ad
+# then, on the GPU machine:          bash tmp/gpu/gpu-check.sh
+# and a dry run on the CPU here:     cargo build --release -p u2ad-cli &&
+#   scripts/gpu-check.sh --pack tmp/gpu-cpu target/release/u2ad && DEVICE=cpu QUICK=1 bash tmp/gpu-cpu/gpu-check.sh
+# (QUICK=1: a few steps of each part, the demo-sized model; the same commands otherwise.)
+set -uo pipefail
+
+if [ "${1:-}" = "--pack" ]; then
+  dir=${2:?usage: $0 --pack DIR U2AD_BINARY}; bin=${3:?usage: $0 --pack DIR U2AD_BINARY}
+  repo=$(cd "$(dirname "$0")/.." && pwd)
+  data=${U2AD_DATA:-$repo/../shared/data}
+  [ -d "$data/spine-t2" ] || { echo "$data/spine-t2: not found (set U2AD_DATA)" >&2; exit 1; }
+  rm -rf "$dir" && mkdir -p "$dir/data" "$dir/configs" || exit 1
+  strip -o "$dir/u2ad" "$bin" 2>/dev/null || cp "$bin" "$dir/u2ad"
+  cp -r "$data/spine-t2" "$dir/data/" && cp "$data/SOURCES.tsv" "$dir/data/" 2>/dev/null
+  cp "$repo"/configs/paper.toml "$repo"/configs/demo.toml "$repo"/scripts/gpu-configs/quick.toml "$dir/configs/"
+  cp "$repo"/scripts/gpu-check.sh "$repo"/scripts/torch_step_timing.py "$repo"/scripts/make_parity_fixture.py "$dir/"
+  du -sh "$dir"
+  exit 0
+fi
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+OUT=${OUT:-$PWD/gpu-check-out}; mkdir -p "$OUT"
+DEVICE=${DEVICE:-cuda}; QUICK=${QUICK:-0}
+U=$HERE/u2ad; chmod +x "$U"
+export U2AD_DATA=$HERE/data
+W=$(mktemp -d); trap 'rm -rf "$W"' EXIT
+LOG=$OUT/gpu-check.log; : > "$LOG"
+START=$(date +%s); DEADLINE=$((START + 520))
+SUMMARY=$W/summary.md
+
+say() { echo "$*" | tee -a "$LOG"; }
+# Runs a step with at most $1 seconds, never past the deadline; its output goes to the log.
+step() {
+  local limit=$1; shift
+  local left=$((DEADLINE - $(date +%s)))
+  [ "$left" -lt "$limit" ] && limit=$left
+  if [ "$limit" -le 5 ]; then say "skipped (no time left): $*"; return 124; fi
+  say "\$ $* (at most ${limit}s)"
+  local t0; t0=$(date +%s.%N)
+  timeout "$limit" "$@" >> "$LOG" 2>&1; local rc=$?
+  STEP_SECONDS=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+  say "rc $rc after ${STEP_SECONDS}s"
+  return $rc
+}
+# Slices per second of a finished pretraining run: epochs 2..N of losses.csv (seconds per epoch;
+# the first warms up).
+throughput() {
+  awk -F, -v slices="$2" 'NR > 2 { seconds += $7; n++ } END {
+    if (n > 0 && seconds > 0) printf "%.1f", slices * n / seconds; else print "n/a" }' "$1/losses.csv" 2>/dev/null || echo n/a
+}
+
+if [ "$QUICK" = 1 ]; then
+  MODEL="quick model (dry run)"; CONFIG=$HERE/configs/quick.toml; EPOCHS10=3; EPOCHS64=3; DEMO_CONFIG=(--config "$HERE/configs/quick.toml"); TORCH_STEPS=2
+else
+  MODEL="paper model"; CONFIG=$HERE/configs/paper.toml; EPOCHS10=8; EPOCHS64=16; DEMO_CONFIG=(); TORCH_STEPS=20
+fi
+
+{
+  echo "# u2ad GPU check ($(date -u +%Y-%m-%dT%H:%MZ))"
+  echo
+  echo '```'
+  if command -v nvidia-smi > /dev/null; then nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 | head -3; else echo "no nvidia-smi"; fi
+  "$U" --version 2>&1
+  echo "device $DEVICE, quick $QUICK"
+  echo '```'
+  echo
+} > "$SUMMARY"
+
+# The healthy cohort (5 subjects).
+step 60 "$U" -q prepare "$HERE/data/spine-t2" -o "$W/healthy.u2ds"
+SLICES=$(sed -n 's/.*"Samples": *\([0-9]*\).*/\1/p' "$W/healthy.json" 2>/dev/null); SLICES=${SLICES:-0}
+
+# 1. u2ad training throughput at batch 10 and 64.
+step 90 "$U" -q pretrain "$W/healthy.u2ds" --device "$DEVICE" --out "$W/b10" --config "$CONFIG" --batch-size 10 --epochs "$EPOCHS10"
+T10=$(throughput "$W/b10" "$SLICES")
+step 90 "$U" -q pretrain "$W/healthy.u2ds" --device "$DEVICE" --out "$W/b64" --config "$CONFIG" --batch-size 64 --epochs "$EPOCHS64"
+T64=$(throughput "$W/b64" "$SLICES")
+
+# 2. The plain-torch reference on the same device.
+TORCH="torch not installed here"
+if python3 -c 'import torch, numpy' 2>/dev/null; then
+  step 90 python3 "$HERE/torch_step_timing.py" --device "$DEVICE" --batch 10 --batch 64 --steps "$TORCH_STEPS"
+  TORCH=$(grep '^torch batch' "$LOG" | tr '\n' ';')
+fi
+
+# 3. Monte-Carlo inference (K = 10) of the healthy cohort with the batch-10 model.
+MC="n/a"
+if [ -f "$W/b10/model.safetensors" ]; then
+  for batch in 8 32; do
+    if step 90 "$U" -q detect "$W/healthy.u2ds" --model "$W/b10/model.safetensors" --device "$DEVICE" --out "$W/mc$batch" --mc-batch "$batch" --pooling pooled; then
+      MC="$MC; --mc-batch $batch: $(awk -v s="$STEP_SECONDS" -v n="$SLICES" 'BEGIN { printf "%.1f", (n > 0 ? 1000 * s / n : 0) }') ms/slice (whole detect, I/O and figures included)"
+    fi
+  done
+fi
+
+# 4. The demo: pretrain, synth, adapt, detect, baseline, evaluate.
+DEMO="did not finish"
+step 240 "$U" -q demo --device "$DEVICE" --out "$W/demo" "${DEMO_CONFIG[@]}" && DEMO="${STEP_SECONDS}s"
+
+{
+  echo "| what | result |"
+  echo "|---|---|"
+  echo "| healthy slices | $SLICES |"
+  echo "| u2ad training, $MODEL, batch 10 | $T10 slices/s |"
+  echo "| u2ad training, $MODEL, batch 64 | $T64 slices/s |"
+  echo "| plain-torch reference | $TORCH |"
+  echo "| Monte-Carlo inference, K = 10 | ${MC#n/a; } |"
+  echo "| demo (pretrain + synth + adapt + detect + evaluate) | $DEMO |"
+  echo "| whole check | $(( $(date +%s) - START ))s |"
+  echo
+  [ -f "$W/demo/evaluation/evaluation.md" ] && sed -n '1,40p' "$W/demo/evaluation/evaluation.md"
+} >> "$SUMMARY"
+cp "$SUMMARY" "$OUT/summary.md"
+( cd "$W" && tar czf "$OUT/results.tar.gz" --ignore-failed-read summary.md b10/losses.csv b64/losses.csv \
+    b10/config.toml demo/evaluation demo/report.json mc8/levels.csv 2>/dev/null )
+cat "$OUT/summary.md"

@@ -141,6 +141,24 @@ pub fn resolve(choice: DeviceChoice, quiet: bool) -> anyhow::Result<Device> {
     Ok(device)
 }
 
+/// Work that runs on any burn backend. [`run_on`] is the one place that turns a [`Device`] into a
+/// backend; a training job wraps the backend it is given in `burn::backend::Autodiff`.
+pub trait BackendJob {
+    type Output;
+    fn run<B: burn::tensor::backend::Backend>(self, device: &B::Device) -> Self::Output;
+}
+
+/// Runs `job` on `device`: the CPU (burn's `Flex`) or a CUDA GPU (in a build with `--features cuda`).
+pub fn run_on<J: BackendJob>(device: Device, job: J) -> J::Output {
+    match device {
+        Device::Cpu => job.run::<burn::backend::Flex>(&Default::default()),
+        #[cfg(feature = "cuda")]
+        Device::Cuda(n) => job.run::<burn::backend::Cuda>(&burn::backend::cuda::CudaDevice::new(n)),
+        #[cfg(not(feature = "cuda"))]
+        Device::Cuda(_) => unreachable!("refused by device::resolve"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

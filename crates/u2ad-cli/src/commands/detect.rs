@@ -38,7 +38,7 @@ use super::calibrate::{parse_shard, write_calls, write_shard_record, MapRun, Sha
 use super::prepare::{find_inputs, read_slices, Inputs, ScanInputs};
 use super::cohort_outputs::{merged, SubjectResult as Detected};
 use super::Context;
-use crate::device::{parse_device, Device, DeviceChoice};
+use crate::device::{parse_device, DeviceChoice};
 use crate::progress;
 use crate::sidecar::stage_sidecar;
 use u2ad_core::names::printable;
@@ -339,12 +339,17 @@ fn settings_of(args: &DetectArgs) -> anyhow::Result<(McConfig, MapScoring, CallC
 }
 
 pub fn run(args: DetectArgs, context: &Context) -> anyhow::Result<()> {
-    match crate::device::resolve(args.device, context.quiet)? {
-        Device::Cpu => run_on::<burn::backend::Flex>(args, context, &Default::default()),
-        #[cfg(feature = "cuda")]
-        Device::Cuda(n) => run_on::<burn::backend::Cuda>(args, context, &burn::backend::cuda::CudaDevice::new(n)),
-        #[cfg(not(feature = "cuda"))]
-        Device::Cuda(_) => unreachable!("refused by device::resolve"),
+    let device = crate::device::resolve(args.device, context.quiet)?;
+    crate::device::run_on(device, OnDevice(args, context))
+}
+
+/// The verb's work, for [`crate::device::run_on`].
+struct OnDevice<'a>(DetectArgs, &'a Context);
+
+impl crate::device::BackendJob for OnDevice<'_> {
+    type Output = anyhow::Result<()>;
+    fn run<B: burn::tensor::backend::Backend>(self, device: &B::Device) -> Self::Output {
+        run_on::<B>(self.0, self.1, device)
     }
 }
 

@@ -9,7 +9,6 @@ use serde_json::json;
 
 use super::train_common::{self as common, TrainingFlags};
 use super::Context;
-use crate::device::Device;
 
 #[derive(Args, Debug)]
 #[command(after_help = "Examples:\n  \
@@ -36,12 +35,17 @@ pub struct PretrainArgs {
 }
 
 pub fn run(args: PretrainArgs, context: &Context) -> anyhow::Result<()> {
-    match crate::device::resolve(args.training.device, context.quiet)? {
-        Device::Cpu => run_on::<burn::backend::Autodiff<burn::backend::Flex>>(args, context, &Default::default()),
-        #[cfg(feature = "cuda")]
-        Device::Cuda(n) => run_on::<burn::backend::Autodiff<burn::backend::Cuda>>(args, context, &burn::backend::cuda::CudaDevice::new(n)),
-        #[cfg(not(feature = "cuda"))]
-        Device::Cuda(_) => unreachable!("refused by device::resolve"),
+    let device = crate::device::resolve(args.training.device, context.quiet)?;
+    crate::device::run_on(device, OnDevice(args, context))
+}
+
+/// The verb's work, for [`crate::device::run_on`].
+struct OnDevice<'a>(PretrainArgs, &'a Context);
+
+impl crate::device::BackendJob for OnDevice<'_> {
+    type Output = anyhow::Result<()>;
+    fn run<B: burn::tensor::backend::Backend>(self, device: &B::Device) -> Self::Output {
+        run_on::<burn::backend::Autodiff<B>>(self.0, self.1, device)
     }
 }
 

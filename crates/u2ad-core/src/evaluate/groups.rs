@@ -163,7 +163,8 @@ pub fn bin_label(value: f64, edges: &[f64]) -> String {
     format!("{}-{}", fmt(first), fmt(last))
 }
 
-/// The overall group, then the contrast bins, then the length bins (module docs, Breakdowns).
+/// The overall group, then the contrast, length and size bins and the edge/inside groups (module
+/// docs, Breakdowns).
 pub fn evaluate_groups(results: &[SubjectResult], settings: &EvaluationSettings) -> Vec<GroupMetrics> {
     let all: Vec<&SubjectResult> = results.iter().collect();
     let mut groups = vec![group_metrics("all", &all, &settings.bootstrap)];

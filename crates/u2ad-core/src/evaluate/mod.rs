@@ -37,8 +37,9 @@
 //!
 //! # Breakdowns
 //!
-//! Lesion subjects are binned by the contrast and by the length of their lesion, from the
-//! manifest (a subject with several lesions enters the bin of each). Each bin is evaluated on its
+//! Lesion subjects are binned by the contrast, the length and the size (voxels) of their lesion,
+//! and by whether it reaches the cord's edge, from the manifest (a subject with several lesions
+//! enters the bin of each). Each bin is evaluated on its
 //! lesion subjects together with **every lesion-free subject**, so that precision, specificity and
 //! F1 stay defined and comparable between bins.
 
@@ -69,7 +70,7 @@ pub use tables::{headline_markdown, markdown_report, metric_rows, MethodEvaluati
 pub use truth::{discover_truth, read_manifest, LesionRecord, TruthSubject};
 
 /// Suffix of the lesion masks of a synthetic cohort.
-pub const LESION_SUFFIX: &str = "_label-lesion_seg";
+pub const LESION_SUFFIX: &str = crate::synth::LESION_LABEL_SUFFIX;
 /// Names tried, in this order, for the lesion manifest at the root of the truth cohort (`u2ad
 /// synth` writes `synth_manifest.tsv`).
 pub const MANIFEST_NAMES: [&str; 3] = ["synth_manifest.tsv", "lesions.tsv", "lesions.csv"];

@@ -48,7 +48,8 @@ pub fn manifest_tsv(records: &[SynthRecord]) -> String {
         let tail = format!("{:.3}\t{}\t{}", record.fresh_noise_sigma, record.seed, record.stream);
         if record.lesions.is_empty() {
             let _ = write!(out, "{}\t{}", record.subject, record.source_subject);
-            for _ in 0..15 {
+            // The lesion columns: all but the first two and the last five.
+            for _ in 0..MANIFEST_COLUMNS.len() - 7 {
                 let _ = write!(out, "\t{na}");
             }
             let _ = writeln!(out, "\t{:.3}\tn/a\t{tail}", record.noise_sigma);

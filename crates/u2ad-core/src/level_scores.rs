@@ -396,17 +396,7 @@ impl<'s, 'a> ErodedStack<'s, 'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const SHAPE: PlaneShape = PlaneShape { rows: 12, cols: 10 };
-
-    /// A cord of columns 2..=7 on rows 0..12, level C4/C5 on rows 0..6 and C5/C6 on 6..12.
-    fn cord() -> Vec<u8> {
-        (0..SHAPE.pixels()).map(|p| u8::from((2..=7).contains(&(p % SHAPE.cols)))).collect()
-    }
-
-    fn rows() -> Vec<u8> {
-        (0..SHAPE.rows).map(|r| if r < 6 { DiscLevel::C4C5.code() } else { DiscLevel::C5C6.code() }).collect()
-    }
+    use crate::scoring_region::tests::{cord, rows, SHAPE};
 
     #[test]
     fn lateral_erosion_drops_the_outer_slices_and_their_bright_partial_volume() {

@@ -133,18 +133,20 @@ pub(crate) fn below_partial_volume(
     }
 }
 
+/// The small stack of this module's tests and of [`crate::level_scores`]'s.
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::levels::DiscLevel;
 
-    const SHAPE: PlaneShape = PlaneShape { rows: 12, cols: 10 };
+    pub(crate) const SHAPE: PlaneShape = PlaneShape { rows: 12, cols: 10 };
 
-    fn cord() -> Vec<u8> {
+    /// A cord of columns 2..=7 on rows 0..12, level C4/C5 on rows 0..6 and C5/C6 on 6..12.
+    pub(crate) fn cord() -> Vec<u8> {
         (0..SHAPE.pixels()).map(|p| u8::from((2..=7).contains(&(p % SHAPE.cols)))).collect()
     }
 
-    fn rows() -> Vec<u8> {
+    pub(crate) fn rows() -> Vec<u8> {
         (0..SHAPE.rows).map(|r| if r < 6 { DiscLevel::C4C5.code() } else { DiscLevel::C5C6.code() }).collect()
     }
 

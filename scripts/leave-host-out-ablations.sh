@@ -20,6 +20,7 @@ rescore() {
 }
 rescore keepcsf --csf-partial-volume keep
 rescore erosion1 --cord-erosion-mm 1
+rescore erosion2 --cord-erosion-mm 2
 rescore curve --level-score curve-peak
 rescore scopelevel --fpr-scope level
 rescore eulegacy --eu-gate-margin -1
@@ -38,7 +39,7 @@ for offset in 1 -1; do
   "$u2ad" baseline "target$offset.u2ds" --method intensity --out "detect/bmask$offset" "${calls[@]}"
 done
 methods=()
-for d in u2ad a-keepcsf a-erosion1 a-curve a-scopelevel a-eulegacy a-loso a-legacyall mask1 mask-1 \
+for d in u2ad a-keepcsf a-erosion1 a-erosion2 a-curve a-scopelevel a-eulegacy a-loso a-legacyall mask1 mask-1 \
          intensity b-csf b-voxelz bmask1 bmask-1 ablation-random ablation-eu; do
   [ -d "detect/$d" ] && methods+=(--detections "$d=detect/$d")
 done

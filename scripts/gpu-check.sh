@@ -96,6 +96,7 @@ TORCH="torch not installed here"
 if python3 -c 'import torch, numpy' 2>/dev/null; then
   step 90 python3 "$HERE/torch_step_timing.py" --device "$DEVICE" --batch 10 --batch 64 --steps "$TORCH_STEPS"
   TORCH=$(grep '^torch batch' "$LOG" | tr '\n' ';')
+  TORCH=${TORCH:-"did not finish (see gpu-check.log)"}
 fi
 
 # 3. Monte-Carlo inference (K = 10) of the healthy cohort with the batch-10 model.

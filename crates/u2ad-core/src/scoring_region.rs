@@ -89,22 +89,26 @@ pub fn csf_partial_volume(slices: &[StackSlice<'_>], shape: PlaneShape) -> Vec<V
     reached
 }
 
-/// The cord (`in_plane`: the reference's eroded cord, where the maps are defined) deeper than the
-/// subject's partial volume with the CSF ([`PartialVolumeDepth`]). The second value says whether
-/// depth was measured in 3-D and left something (else in-plane, or `in_plane` itself when nothing
-/// is left, as [`crate::level_scores::eroded_cord_3d`] does).
-pub(crate) fn below_partial_volume(
-    slices: &[StackSlice<'_>],
-    shape: PlaneShape,
-    in_plane: &[Vec<u8>],
-    rule: PartialVolumeDepth,
-    pixel_mm: f64,
-    slice_spacing_mm: f64,
-) -> (Vec<Vec<u8>>, bool) {
+/// The depth of every cord voxel of a stack below the mask's surface, and the depth from which
+/// the cord is scored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StackDepth {
+    /// Per slice and pixel, in mm (0 outside the cord).
+    pub depth_mm: Vec<Vec<f32>>,
+    /// Whether depth was measured in 3-D: a stack where no slice has both neighbours (one slice,
+    /// as the reference's `.npy` slices, or two) says nothing about the cord's lateral surface,
+    /// so its depth is measured in-plane only.
+    pub lateral: bool,
+    /// Where the cord below its partial volume with the CSF starts ([`PartialVolumeDepth`]);
+    /// `None` when no shell of the cord is clear of it.
+    pub scoring_from_mm: Option<f64>,
+}
+
+/// Measures a stack's depth and its scoring depth ([`StackDepth`]); the CSF's signal is the
+/// median of the ROI outside the cord.
+pub fn stack_depth(slices: &[StackSlice<'_>], shape: PlaneShape, rule: PartialVolumeDepth, pixel_mm: f64, slice_spacing_mm: f64) -> StackDepth {
     let cords: Vec<&[u8]> = slices.iter().map(|s| s.cord).collect();
     let natives: Vec<usize> = slices.iter().map(|s| s.native_slice).collect();
-    // A stack where no slice has both neighbours (one slice, as the reference's `.npy` slices, or
-    // two) says nothing about the cord's lateral surface: depth is measured in-plane only.
     let lateral = natives.iter().any(|&n| n > 0 && natives.contains(&(n - 1)) && natives.contains(&(n + 1)));
     let depth = depth_mm(&cords, &natives, shape, pixel_mm, if lateral { slice_spacing_mm } else { 1e6 });
     let mut depths = Vec::new();
@@ -120,7 +124,24 @@ pub(crate) fn below_partial_volume(
             }
         }
     }
-    let Some(from_mm) = rule.scoring_depth_mm(&depths, &signal, median(&csf)) else { return (in_plane.to_vec(), false) };
+    let scoring_from_mm = rule.scoring_depth_mm(&depths, &signal, median(&csf));
+    StackDepth { depth_mm: depth, lateral, scoring_from_mm }
+}
+
+/// The cord (`in_plane`: the reference's eroded cord, where the maps are defined) deeper than the
+/// subject's partial volume with the CSF ([`stack_depth`]). The second value says whether depth
+/// was measured in 3-D and left something (else `in_plane` itself, as
+/// [`crate::level_scores::eroded_cord_3d`] does when nothing is left).
+pub(crate) fn below_partial_volume(
+    slices: &[StackSlice<'_>],
+    shape: PlaneShape,
+    in_plane: &[Vec<u8>],
+    rule: PartialVolumeDepth,
+    pixel_mm: f64,
+    slice_spacing_mm: f64,
+) -> (Vec<Vec<u8>>, bool) {
+    let StackDepth { depth_mm: depth, lateral, scoring_from_mm } = stack_depth(slices, shape, rule, pixel_mm, slice_spacing_mm);
+    let Some(from_mm) = scoring_from_mm else { return (in_plane.to_vec(), false) };
     let kept: Vec<Vec<u8>> = in_plane
         .iter()
         .zip(&depth)

@@ -5,12 +5,13 @@
 //! as CSF and connected to it does not.
 
 use u2ad_core::cohort::{discover_bids, DiscoveryOptions};
-use u2ad_core::cord_depth::{depth_mm, PartialVolumeDepth};
+use u2ad_core::cord_depth::PartialVolumeDepth;
 use u2ad_core::level_scores::{level_scores, slice_spacing_mm, LevelScoreConfig, LevelStatistic, StackSlice};
 use u2ad_core::levels::DiscLevel;
 use u2ad_core::locate::sample_file;
 use u2ad_core::prepare::{prepare_subject, PrepareOptions};
-use u2ad_core::scoring::{median, PlaneShape};
+use u2ad_core::scoring::PlaneShape;
+use u2ad_core::scoring_region::stack_depth;
 
 fn prepared(name: &str, cord_offset_voxels: i32) -> u2ad_core::prepare::PreparedSubject {
     let files = discover_bids(&sample_file("spine-t2"), &DiscoveryOptions::default())
@@ -66,21 +67,15 @@ fn excluding_csf_partial_volume_removes_errsm21s_bright_spot_at_c5c6() {
 /// mask whose signal is partial volume with the CSF, and one 0.5 mm shell more.
 fn scoring_depth_mm(name: &str, cord_offset_voxels: i32) -> f64 {
     let p = prepared(name, cord_offset_voxels);
-    let cords: Vec<&[u8]> = p.samples.iter().map(|s| &s.cord[..]).collect();
-    let natives: Vec<usize> = p.samples.iter().map(|s| s.meta.native_slice).collect();
-    let depth = depth_mm(&cords, &natives, PlaneShape::SAMPLE, p.samples[0].meta.pixel_mm, slice_spacing_mm(&p.meta, &p.samples[0].meta));
-    let (mut depths, mut signal, mut csf) = (Vec::new(), Vec::new(), Vec::new());
-    for (s, d) in p.samples.iter().zip(&depth) {
-        for px in 0..PlaneShape::SAMPLE.pixels() {
-            if s.cord[px] != 0 {
-                depths.push(d[px]);
-                signal.push(f64::from(s.image[px]));
-            } else if s.roi[px] != 0 {
-                csf.push(f64::from(s.image[px]));
-            }
-        }
-    }
-    PartialVolumeDepth::DEFAULT.scoring_depth_mm(&depths, &signal, median(&csf)).unwrap()
+    let stack: Vec<StackSlice<'_>> = p
+        .samples
+        .iter()
+        .map(|s| StackSlice { native_slice: s.meta.native_slice, cord: &s.cord, roi: &s.roi, values: &s.image, image: &s.image, row_segment: &s.row_segment })
+        .collect();
+    let spacing = slice_spacing_mm(&p.meta, &p.samples[0].meta);
+    let depth = stack_depth(&stack, PlaneShape::SAMPLE, PartialVolumeDepth::DEFAULT, p.samples[0].meta.pixel_mm, spacing);
+    assert!(depth.lateral);
+    depth.scoring_from_mm.unwrap()
 }
 
 #[test]

@@ -279,9 +279,13 @@ pub fn call_cohort(cohort: &[SubjectScores], config: &CallConfig) -> Result<Vec<
                 .outside_levels
                 .iter()
                 .map(|outside| {
-                    let reference: Vec<f64> = others()
-                        .flat_map(|o| o.outside_levels.iter().filter(|r| r.region == outside.region).map(|r| r.score))
-                        .collect();
+                    let reference: Vec<f64> = match config.pooling {
+                        // One scale for the patient's maximum: the levels' own reference.
+                        LevelPooling::Pooled => others().flat_map(|o| DiscLevel::ALL.into_iter().filter_map(move |l| score_of(o, l))).collect(),
+                        LevelPooling::PerLevel => others()
+                            .flat_map(|o| o.outside_levels.iter().filter(|r| r.region == outside.region).map(|r| r.score))
+                            .collect(),
+                    };
                     let calibrated = match (config.threshold, z_threshold) {
                         (Threshold::Fixed(value), _) => Some((Some(value), None)),
                         (_, Some(z_cut)) => robust_centre_spread(&reference)
@@ -412,6 +416,32 @@ mod tests {
         assert_eq!(calls_of(&decisions[3]), vec![HIGH_EU, NEGATIVE, NEGATIVE]);
         // Indeterminate segments do not make a patient positive.
         assert_eq!((decisions[3].patient_call, decisions[3].indeterminate_segments), (PatientCall::Negative, 1));
+    }
+
+    #[test]
+    fn the_cord_outside_the_levels_is_called_on_the_levels_scale_when_pooled() {
+        use crate::level_scores::{OutsideRegion, OutsideScore};
+        let mut cohort = cohort_fixture();
+        // The cord above the levels: the five others alike (copies of two hosts are), sub-01 a
+        // little brighter.
+        for (subject, score) in cohort.iter_mut().zip([0.025, 0.0150, 0.0151, 0.0152, 0.0153, 0.0154]) {
+            subject.outside_levels = vec![OutsideScore { region: OutsideRegion::AboveLevels, score, peak_slice: 0, peak_row_px: 0 }];
+        }
+        let per_level = CallConfig { min_reference_values: 3, uncertainty_gate: UncertaintyGate::Off, ..CallConfig::default() };
+        let decisions = call_cohort(&cohort, &per_level).unwrap();
+        // Against the same region of the others only: median 0.0152, spread 1.4826 x 0.0001.
+        let above = &decisions[0].outside_levels[0];
+        close(above.z.unwrap(), (0.025 - 0.0152) / (MAD_TO_SD * 0.0001), 1e-6);
+        assert_eq!((above.call, decisions[0].patient_call), (POSITIVE, PatientCall::Positive));
+        assert_eq!(decisions[0].patient_z, above.z);
+
+        // Pooled: against every level of the others (14 scores, median 0.0125, MAD 0.0105).
+        let pooled = CallConfig { pooling: LevelPooling::Pooled, ..per_level };
+        let decisions = call_cohort(&cohort, &pooled).unwrap();
+        let above = &decisions[0].outside_levels[0];
+        close(above.z.unwrap(), (0.025 - 0.0125) / (MAD_TO_SD * 0.0105), 1e-9);
+        close(above.threshold.unwrap(), decisions[0].segments[0].threshold.unwrap(), 1e-15);
+        assert_eq!((above.call, decisions[0].patient_call), (NEGATIVE, PatientCall::Negative));
     }
 
     #[test]

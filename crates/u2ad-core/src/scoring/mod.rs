@@ -90,8 +90,14 @@
 //! 4. **positive** when the score is strictly above the threshold, **negative** otherwise.
 //!
 //! The cord in view above the first level and below the last ([`crate::level_scores::OutsideRegion`])
-//! is called the same way against the same region of the other groups (no EU gate), and counts
-//! in m: a lesion there makes the patient positive without a level of its own.
+//! is called the same way (no EU gate) and counts in m: a lesion there makes the patient positive
+//! without a level of its own. With [`LevelPooling::Pooled`] its reference is the levels' own R
+//! (every segment of the other groups), so that its z is on the levels' scale; with
+//! [`LevelPooling::PerLevel`] it is the same region of the other groups. (The ends of the cord in
+//! view differ from host to host, the brainstem junction above, the field of view's edge below:
+//! against only the same region of two reference hosts, one host's upper cord reached z = 12 in
+//! every copy and a nearly empty region below the levels z = 28, on the leave-host-out
+//! benchmark.)
 //!
 //! The patient call is **positive** when any segment or outside region is positive; otherwise **negative** when at
 //! least one segment is negative (indeterminate segments then count as not positive, and their

@@ -10,18 +10,22 @@ use plotters::style::FontStyle;
 use crate::FigureError;
 
 /// Font family name under which DejaVu Sans is registered with plotters.
-const FONT: &str = "sans-serif";
+pub(crate) const FONT: &str = "sans-serif";
 
-fn register_font() {
+/// Registers DejaVu Sans with plotters, once per process, for every figure of the crate: the
+/// regular face as the normal, oblique and italic styles, the bold face as bold.
+pub(crate) fn register_font() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        // The font is compiled in; failing to parse it is a build defect, not a user error.
-        plotters::style::register_font(FONT, FontStyle::Normal, dejavu::sans::regular())
-            .unwrap_or_else(|_| panic!("embedded DejaVu Sans does not parse"));
+        let (regular, bold) = (dejavu::sans::regular(), dejavu::sans::bold());
+        for (style, face) in [(FontStyle::Normal, regular), (FontStyle::Bold, bold), (FontStyle::Oblique, regular), (FontStyle::Italic, regular)] {
+            // The font is compiled in; failing to parse it is a build defect, not a user error.
+            plotters::style::register_font(FONT, style, face).unwrap_or_else(|_| panic!("embedded DejaVu Sans does not parse"));
+        }
     });
 }
 
-fn fail(figure: &str, detail: impl ToString) -> FigureError {
+pub(crate) fn fail(figure: &str, detail: impl ToString) -> FigureError {
     FigureError { figure: figure.to_string(), detail: detail.to_string() }
 }
 
@@ -40,40 +44,9 @@ pub fn encode_png(rgb: &[u8], width: u32, height: u32, figure: &str) -> Result<V
     Ok(bytes)
 }
 
-// ---------------------------------------------------------------------------------------------
-// Colour maps
-
-/// Matplotlib's "hot" (black, red, yellow, white) at `t` in [0, 1].
-pub fn hot(t: f32) -> [u8; 3] {
-    let t = t.clamp(0.0, 1.0);
-    let r = (t / 0.365).min(1.0);
-    let g = ((t - 0.365) / 0.381).clamp(0.0, 1.0);
-    let b = ((t - 0.746) / 0.254).clamp(0.0, 1.0);
-    [(r * 255.0).round() as u8, (g * 255.0).round() as u8, (b * 255.0).round() as u8]
-}
-
-/// Matplotlib's "jet" (blue, cyan, yellow, red) at `t` in [0, 1].
-pub fn jet(t: f32) -> [u8; 3] {
-    let t = t.clamp(0.0, 1.0);
-    let channel = |centre: f32| (1.5 - (4.0 * t - centre).abs()).clamp(0.0, 1.0);
-    [(channel(3.0) * 255.0).round() as u8, (channel(2.0) * 255.0).round() as u8, (channel(1.0) * 255.0).round() as u8]
-}
-
-/// A colour map by name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ColourMap {
-    Hot,
-    Jet,
-}
-
-impl ColourMap {
-    pub fn colour(self, t: f32) -> [u8; 3] {
-        match self {
-            ColourMap::Hot => hot(t),
-            ColourMap::Jet => jet(t),
-        }
-    }
-}
+// The colour maps live in [`crate::colour`]; their old paths here keep working.
+pub use crate::colour::{hot, jet, ColourMap};
+use crate::colour::grey;
 
 // ---------------------------------------------------------------------------------------------
 // Slice panels
@@ -147,11 +120,6 @@ fn is_edge(mask: &[u8], rows: usize, cols: usize, r: usize, c: usize) -> bool {
 fn blend(base: [u8; 3], over: [u8; 3], alpha: f32) -> [u8; 3] {
     let mix = |a: u8, b: u8| (a as f32 * (1.0 - alpha) + b as f32 * alpha).round() as u8;
     [mix(base[0], over[0]), mix(base[1], over[1]), mix(base[2], over[2])]
-}
-
-fn grey(v: f32) -> [u8; 3] {
-    let g = (v.clamp(0.0, 1.0) * 255.0).round() as u8;
-    [g, g, g]
 }
 
 /// Overlay colour of a map value: transparent below 5 % of the limit, then more opaque as it rises.
@@ -431,16 +399,6 @@ mod tests {
         assert_eq!(format_value(0.4221), "0.422");
         assert_eq!(format_value(4.33e-7), "4.33e-7");
         assert_eq!(format_value(12.345), "12.3");
-    }
-
-    #[test]
-    fn colour_maps_match_matplotlib_at_their_knots() {
-        assert_eq!(hot(0.0), [0, 0, 0]);
-        assert_eq!(hot(1.0), [255, 255, 255]);
-        assert_eq!(hot(0.365), [255, 0, 0]);
-        assert_eq!(jet(0.5), [128, 255, 128]);
-        assert_eq!(jet(0.0), [0, 0, 128]);
-        assert_eq!(jet(1.0), [128, 0, 0]);
     }
 
     fn test_slice() -> SliceMaps {

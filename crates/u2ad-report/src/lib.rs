@@ -8,13 +8,19 @@
 //!   level's threshold and its peak coloured by its call;
 //! * [`html::render_report`]: one self-contained HTML QC page for a cohort (figures embedded as
 //!   base64 data URIs, no external request), one subject at a time, the arrow keys moving
-//!   between subjects as in the Spinal Cord Toolbox's QC report.
+//!   between subjects as in the Spinal Cord Toolbox's QC report;
+//! * [`training_figures`]: the figures of `u2ad pretrain` and `u2ad adapt` (`training.png`, the
+//!   loss and uncertainty curves; `reconstruction.png`; `uncertainty.png`);
+//! * [`colour`]: the colour maps of all of them.
 //!
 //! The crate knows nothing of NIfTI or models: it draws plain arrays and tables, so that it can be
-//! tested on its own. Text is drawn with DejaVu Sans embedded in the binary (no system fonts).
+//! tested on its own. Text is drawn with DejaVu Sans embedded in the binary (no system fonts),
+//! registered once for every figure.
 
+pub mod colour;
 pub mod figures;
 pub mod html;
+pub mod training_figures;
 
 /// A figure that could not be drawn or encoded.
 #[derive(Debug, thiserror::Error)]

@@ -13,7 +13,6 @@ pub mod prepare;
 pub mod pretrain;
 pub mod synth;
 pub mod train_common;
-pub mod train_plots;
 
 /// What every verb needs from the global flags.
 pub struct Context {

@@ -11,11 +11,12 @@ use indicatif::ProgressBar;
 use serde_json::{json, Value};
 use u2ad_core::dataset::PreparedDataset;
 use u2ad_model::checkpoint::UncertaintyMaps;
-use u2ad_model::records::{EpochRecord, RefreshRecord};
-use u2ad_model::train::{example_reconstruction, TrainError};
-use u2ad_model::{save_model, TrainingConfig, TrainingObserver, TrainingOutcome, TrainingSet};
+use u2ad_model::records::{EpochRecord, History, RefreshRecord, Stage};
+use u2ad_model::train::{example_reconstruction, ExampleReconstruction, TrainError};
+use u2ad_model::{save_model, PatchGrid, TrainingConfig, TrainingObserver, TrainingOutcome, TrainingSet};
+use u2ad_report::training_figures::{self, EpochLoss, ReconstructionExample, RefreshMeans, TrainingCurves, TrainingStage};
+use u2ad_report::FigureError;
 
-use super::train_plots;
 use super::Context;
 use crate::device::{parse_device, DeviceChoice};
 use crate::progress;
@@ -237,11 +238,12 @@ pub fn write_outputs<B: AutodiffBackend>(
         }),
     )?;
     let training_png = out.join("training.png");
-    train_plots::training_figure(&outcome.history, &training_png)?;
+    let curves = training_curves(&outcome.history);
+    write_figure(&training_png, |tmp| training_figures::training_figure(&curves, tmp))?;
     let k = figure_sample(data);
     let example = example_reconstruction(&model, data.set.image(k), data.set.roi(k), config.training.mask_ratio, config.seed)?;
     let title = describe_sample(data, k);
-    train_plots::reconstruction_figure(&example, &title, &out.join("reconstruction.png"))?;
+    reconstruction_figure(&example, &title, &out.join("reconstruction.png"))?;
     if let Some(maps) = &outcome.maps {
         uncertainty_figure(out, data, maps, k, &title)?;
     }
@@ -250,7 +252,65 @@ pub fn write_outputs<B: AutodiffBackend>(
 
 fn uncertainty_figure(out: &Path, data: &LoadedData, maps: &UncertaintyMaps, k: usize, title: &str) -> anyhow::Result<()> {
     let title = format!("{title}, maps after epoch {}", maps.epoch);
-    train_plots::uncertainty_figure(data.set.image(k), maps.epistemic(k), maps.aleatoric(k), maps.candidates(k), data.set.side, &title, &out.join("uncertainty.png"))
+    write_figure(&out.join("uncertainty.png"), |tmp| {
+        training_figures::uncertainty_figure(data.set.image(k), maps.epistemic(k), maps.aleatoric(k), maps.candidates(k), data.set.side, &title, tmp)
+    })
+}
+
+/// Draws a figure through `draw` into a temporary sibling of `path`, renamed to `path` once
+/// complete (a failure leaves no partial figure).
+fn write_figure(path: &Path, draw: impl FnOnce(&Path) -> Result<(), FigureError>) -> anyhow::Result<()> {
+    let tmp = u2ad_core::staging::temporary_sibling(path)?;
+    draw(&tmp)
+        .map_err(anyhow::Error::from)
+        .and_then(|()| std::fs::rename(&tmp, path).map_err(Into::into))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            e
+        })
+        .with_context(|| format!("{}: cannot write the figure", path.display()))
+}
+
+/// How the training figure shows a stage: its place in the pipeline (which orders and colours
+/// the loss series) and its name.
+fn figure_stage(stage: Stage) -> TrainingStage<'static> {
+    let order = match stage {
+        Stage::Pretrain => 0,
+        Stage::EuGuided => 1,
+        Stage::AuGuided => 2,
+    };
+    TrainingStage { order, name: stage.name() }
+}
+
+/// What the training figure draws of a run's history.
+fn training_curves(history: &History) -> TrainingCurves<'static> {
+    TrainingCurves {
+        epochs: history.epochs.iter().map(|r| EpochLoss { epoch: r.epoch, stage: figure_stage(r.stage), loss: r.loss }).collect(),
+        refreshes: history.refreshes.iter().map(|r| RefreshMeans { epoch: r.epoch, mean_eu: r.mean_eu, mean_au: r.mean_au }).collect(),
+        boundaries: history.stage_boundaries().into_iter().map(|(epoch, stage)| (epoch, figure_stage(stage))).collect(),
+    }
+}
+
+/// `reconstruction.png` of the example reconstruction: its patch mask spread over the pixels.
+fn reconstruction_figure(example: &ExampleReconstruction, title: &str, path: &Path) -> anyhow::Result<()> {
+    let side = example.side;
+    let grid = PatchGrid { image_size: side, patch_size: example.patch_size };
+    let mut masked_pixels = vec![false; side * side];
+    for i in (0..grid.num_patches()).filter(|&i| example.mask[i]) {
+        for j in grid.pixels_of(i) {
+            masked_pixels[j] = true;
+        }
+    }
+    let pasted = example.pasted();
+    let view = ReconstructionExample {
+        side,
+        image: &example.image,
+        reconstruction: &example.reconstruction,
+        pasted: &pasted,
+        masked_pixels: &masked_pixels,
+        masked_patches: example.mask.iter().filter(|&&m| m).count(),
+    };
+    write_figure(path, |tmp| training_figures::reconstruction_figure(&view, title, tmp))
 }
 
 fn describe_sample(data: &LoadedData, k: usize) -> String {

@@ -257,17 +257,10 @@ fn uncertainty_figure(out: &Path, data: &LoadedData, maps: &UncertaintyMaps, k: 
     })
 }
 
-/// Draws a figure through `draw` into a temporary sibling of `path`, renamed to `path` once
-/// complete (a failure leaves no partial figure).
+/// Draws a figure through `draw`, written atomically ([`u2ad_core::staging::write_atomically`]:
+/// a failure leaves no partial figure).
 fn write_figure(path: &Path, draw: impl FnOnce(&Path) -> Result<(), FigureError>) -> anyhow::Result<()> {
-    let tmp = u2ad_core::staging::temporary_sibling(path)?;
-    draw(&tmp)
-        .map_err(anyhow::Error::from)
-        .and_then(|()| std::fs::rename(&tmp, path).map_err(Into::into))
-        .map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            e
-        })
+    u2ad_core::staging::write_atomically(path, |tmp| draw(tmp).map_err(|e| u2ad_core::error::CoreError::input(path, e.to_string())))
         .with_context(|| format!("{}: cannot write the figure", path.display()))
 }
 

@@ -96,6 +96,21 @@ fn log_range(values: impl Iterator<Item = f64>) -> std::ops::Range<f64> {
     lo..hi
 }
 
+/// Five labelled values spread evenly (on the log scale) over `range`, each rounded to two
+/// significant digits. plotters labels a log axis only at powers of ten, so a range inside one
+/// decade (the usual loss, EU and AU curves) would get one label or none.
+fn log_key_points(range: &std::ops::Range<f64>) -> Vec<f64> {
+    const COUNT: i32 = 5;
+    let (lo, hi) = (range.start, range.end);
+    let mut points: Vec<f64> = (0..COUNT)
+        .map(|i| lo * (hi / lo).powf(f64::from(i) / f64::from(COUNT - 1)))
+        .filter_map(|v| format!("{v:.1e}").parse::<f64>().ok())
+        .filter(|&v| v >= lo * (1.0 - 1e-9) && v <= hi * (1.0 + 1e-9))
+        .collect();
+    points.dedup_by(|a, b| (*a - *b).abs() <= f64::EPSILON * b.abs());
+    points
+}
+
 /// `training.png` (module documentation), written at `path`.
 pub fn training_figure(curves: &TrainingCurves<'_>, path: &Path) -> Result<(), FigureError> {
     const NAME: &str = "training";
@@ -130,13 +145,13 @@ pub fn training_figure(curves: &TrainingCurves<'_>, path: &Path) -> Result<(), F
             .x_label_area_size(40)
             .y_label_area_size(80)
             .caption("loss per epoch (10·image MSE + edge MSE)", (FONT, 18))
-            .build_cartesian_2d(0f64..total, range.clone().log_scale())
+            .build_cartesian_2d(0f64..total, range.clone().log_scale().with_key_points(log_key_points(&range)))
             .map_err(err)?;
         chart
             .configure_mesh()
             .x_desc("epoch")
             .y_desc("loss")
-            .y_label_formatter(&|v| format!("{v:.2e}"))
+            .y_label_formatter(&|v| format!("{v:.1e}"))
             .label_style((FONT, 14))
             .draw()
             .map_err(err)?;
@@ -176,13 +191,13 @@ pub fn training_figure(curves: &TrainingCurves<'_>, path: &Path) -> Result<(), F
                     .x_label_area_size(40)
                     .y_label_area_size(80)
                     .caption(format!("{caption}, at each refresh"), (FONT, 18))
-                    .build_cartesian_2d(0f64..total, range.clone().log_scale())
+                    .build_cartesian_2d(0f64..total, range.clone().log_scale().with_key_points(log_key_points(&range)))
                     .map_err(err)?;
                 chart
                     .configure_mesh()
                     .x_desc("epochs done")
                     .y_desc(label)
-                    .y_label_formatter(&|v| format!("{v:.2e}"))
+                    .y_label_formatter(&|v| format!("{v:.1e}"))
                     .label_style((FONT, 14))
                     .draw()
                     .map_err(err)?;
@@ -197,7 +212,8 @@ pub fn training_figure(curves: &TrainingCurves<'_>, path: &Path) -> Result<(), F
     })
 }
 
-type LogChart<'a, 'b> = ChartContext<'a, BitMapBackend<'b>, Cartesian2d<plotters::coord::types::RangedCoordf64, LogCoord<f64>>>;
+type LogChart<'a, 'b> =
+    ChartContext<'a, BitMapBackend<'b>, Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::combinators::WithKeyPoints<LogCoord<f64>>>>;
 
 fn draw_boundaries(
     chart: &mut LogChart<'_, '_>,
@@ -365,6 +381,14 @@ mod tests {
 
     fn count(img: &image::RgbImage, colour: [u8; 3]) -> usize {
         img.pixels().filter(|p| p.0 == colour).count()
+    }
+
+    #[test]
+    fn a_log_axis_inside_one_decade_gets_five_labels() {
+        // The EU range of a short adaptation: no power of ten inside, so plotters alone draws none.
+        assert_eq!(log_key_points(&(0.0031..0.0047)), vec![0.0031, 0.0034, 0.0038, 0.0042, 0.0047]);
+        // A loss falling from 0.09 to 0.012: one power of ten inside, still five labels.
+        assert_eq!(log_key_points(&(0.012..0.09)), vec![0.012, 0.020, 0.033, 0.054, 0.09]);
     }
 
     #[test]

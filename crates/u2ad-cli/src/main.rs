@@ -5,6 +5,7 @@
 
 mod commands;
 mod device;
+mod fetch;
 mod progress;
 mod sidecar;
 

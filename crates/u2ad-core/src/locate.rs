@@ -1,12 +1,17 @@
-//! Finding the sample data (`../shared/data` next to the project, or `U2AD_DATA`).
+//! Finding the sample data (`../shared/data` next to the project, or `U2AD_DATA`, or the download
+//! cache that `u2ad demo` fills when neither is there).
 
 use std::path::{Path, PathBuf};
+
+/// Written in the data folder once every file is there with its hash (by the download of
+/// `u2ad demo`).
+pub const COMPLETE_MARKER: &str = ".complete";
 
 /// The directory holding `spine-t2/`, `templates/`, `fixtures/` and `clinical-slices/`.
 ///
 /// Looks in `$U2AD_DATA`, then for `shared/data` beside any ancestor of the current
 /// directory and of this crate's source directory, then in the download cache
-/// ([`crate::fetch::cached_data_dir`], when a fetch completed there).
+/// ([`cached_data_dir`], when a fetch completed there).
 pub fn sample_data_dir() -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os("U2AD_DATA") {
         let dir = PathBuf::from(dir);
@@ -26,18 +31,35 @@ pub fn sample_data_dir() -> Option<PathBuf> {
             }
         }
     }
-    crate::fetch::cached_data_dir().filter(|dir| crate::fetch::is_complete(dir))
+    cached_data_dir().filter(|dir| is_complete(dir))
 }
 
-/// The sample data directory, downloaded into the cache when it is not found (so that the tests
-/// of a fresh clone with network access find it), or a panic saying how to provide it (for tests).
+/// The cache folder: `$U2AD_CACHE`, else `$XDG_CACHE_HOME/u2ad`, else `~/.cache/u2ad`.
+pub fn cache_dir() -> Option<PathBuf> {
+    let non_empty = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    non_empty("U2AD_CACHE")
+        .or_else(|| non_empty("XDG_CACHE_HOME").map(|d| d.join("u2ad")))
+        .or_else(|| non_empty("HOME").map(|d| d.join(".cache").join("u2ad")))
+}
+
+/// Where the downloaded sample data lives: `<cache>/data`.
+pub fn cached_data_dir() -> Option<PathBuf> {
+    cache_dir().map(|d| d.join("data"))
+}
+
+/// Whether `dir` holds the complete sample data (its marker, [`COMPLETE_MARKER`], is written
+/// once the download has put every file in place).
+pub fn is_complete(dir: &Path) -> bool {
+    dir.join(COMPLETE_MARKER).is_file() && dir.join("spine-t2").is_dir()
+}
+
+/// The sample data directory ([`sample_data_dir`]), or a panic saying how to provide it (for
+/// tests; they do not download it: `u2ad demo` does, into the cache).
 pub fn sample_data_dir_for_tests() -> PathBuf {
-    static DIR: std::sync::OnceLock<std::result::Result<PathBuf, String>> = std::sync::OnceLock::new();
-    DIR.get_or_init(|| crate::fetch::locate_or_fetch_sample_data(&|_, _, _| {}).map_err(|e| e.to_string()))
-        .clone()
-        .unwrap_or_else(|e| {
-            panic!("sample data not found ({e}): put the shared data at ../shared/data beside the project or set U2AD_DATA")
-        })
+    static DIR: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    DIR.get_or_init(sample_data_dir).clone().unwrap_or_else(|| {
+        panic!("sample data not found: put the shared data at ../shared/data beside the project, set U2AD_DATA, or let `u2ad demo` download it into the cache")
+    })
 }
 
 /// `path` relative to the sample data directory (tests).

@@ -1,7 +1,7 @@
 //! `u2ad baseline`: a simple detector run through the same pipeline as U2AD, so that evaluation
 //! and the QC report compare like with like.
 //!
-//! `--method intensity` ([`u2ad_core::baseline::intensity_percentile_baseline`]): per level, the
+//! `--method intensity` ([`u2ad_eval::baseline::intensity_percentile_baseline`]): per level, the
 //! 99th percentile of the smoothed T2 signal in the cord eroded in 3-D, over the subject's cord
 //! median, robust z-scored against the other participants. `--method intensity-voxel-z`: each
 //! voxel's robust z against the other subjects' cord at its level, scored by the anomaly curve.
@@ -18,7 +18,7 @@ use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use rayon::prelude::*;
 use serde_json::{json, Value};
-use u2ad_core::baseline::{
+use u2ad_eval::baseline::{
     intensity_baseline, intensity_percentile_baseline, BaselineError, CohortSubject, IntensityBaselineConfig,
     IntensityPercentileConfig,
 };

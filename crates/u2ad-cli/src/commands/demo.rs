@@ -29,8 +29,8 @@ use anyhow::{bail, Context as _};
 use clap::{Args, Parser};
 use serde_json::json;
 use u2ad_core::cohort::{discover_bids, DiscoveryOptions};
-use u2ad_core::evaluate::{discover_truth, headline_markdown, EvaluationSettings, MethodEvaluation};
-use u2ad_core::synth::{write_cohort, CohortOptions, CohortRequest, SynthConfig, ValueRange};
+use u2ad_eval::evaluate::{discover_truth, headline_markdown, EvaluationSettings, MethodEvaluation};
+use u2ad_eval::synth::{write_cohort, CohortOptions, CohortRequest, SynthConfig, ValueRange};
 use u2ad_model::train::TrainingConfig;
 use u2ad_model::MaskingStrategy;
 
@@ -155,7 +155,7 @@ pub fn demo_report(methods: &[MethodEvaluation], markdown: &str, out: &Path, not
     let mut rows = String::new();
     for m in methods {
         for g in m.groups.iter().filter(|g| !g.group.starts_with("length")) {
-            let f1 = |e: &u2ad_core::metrics::Estimate| match (e.value, e.interval) {
+            let f1 = |e: &u2ad_eval::metrics::Estimate| match (e.value, e.interval) {
                 (Some(v), Some(i)) => format!("{v:.3} <small>[{:.2}, {:.2}]</small>", i.low, i.high),
                 (Some(v), None) => format!("{v:.3}"),
                 _ => "–".into(),
@@ -227,7 +227,7 @@ pub fn run(args: DemoArgs, context: &Context) -> anyhow::Result<()> {
     steps.begin("finding the sample data");
     let data = match &args.data {
         Some(dir) => dir.clone(),
-        None => u2ad_core::fetch::locate_or_fetch_sample_data(&|i, n, file| {
+        None => crate::fetch::locate_or_fetch_sample_data(&|i, n, file| {
             if !context.quiet {
                 eprintln!("  downloading {}/{n}: {file}", i + 1);
             }

@@ -1,6 +1,6 @@
 //! `u2ad evaluate`: detection folders (`u2ad detect`, `u2ad baseline`) against the ground truth of
 //! a synthetic cohort (`u2ad synth`): pixel, segment and patient metrics with bootstrap intervals,
-//! broken down by lesion contrast and length (definitions: [`u2ad_core::evaluate`]).
+//! broken down by lesion contrast and length (definitions: [`u2ad_eval::evaluate`]).
 
 use std::path::{Path, PathBuf};
 
@@ -8,12 +8,12 @@ use anyhow::{bail, Context as _};
 use clap::Args;
 use serde::Serialize;
 use serde_json::json;
-use u2ad_core::evaluate::{
+use u2ad_eval::evaluate::{
     discover_truth, evaluate_detections, evaluate_groups, host_false_positives, host_markdown, markdown_report, metric_rows,
     EvaluationSettings, MethodEvaluation,
     SubjectResult, TruthSubject,
 };
-use u2ad_core::metrics::{BootstrapConfig, LabelledScores};
+use u2ad_eval::metrics::{BootstrapConfig, LabelledScores};
 use u2ad_core::staging::write_file_atomically;
 
 use super::Context;
@@ -109,7 +109,7 @@ fn subject_rows(method: &str, results: &[SubjectResult]) -> Vec<SubjectRow> {
             positive_levels: r
                 .segments
                 .iter()
-                .filter(|s| s.call == u2ad_core::evaluate::LevelCall::Positive)
+                .filter(|s| s.call == u2ad_eval::evaluate::LevelCall::Positive)
                 .map(|s| s.level.name())
                 .collect::<Vec<_>>()
                 .join(" "),

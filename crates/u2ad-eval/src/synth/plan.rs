@@ -9,9 +9,9 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::config::SynthConfig;
-use crate::cohort::SubjectFiles;
-use crate::error::Result;
-use crate::levels::LevelConvention;
+use u2ad_core::cohort::SubjectFiles;
+use u2ad_core::error::Result;
+use u2ad_core::levels::LevelConvention;
 
 /// How a synthetic cohort is made.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

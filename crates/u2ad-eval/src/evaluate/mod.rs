@@ -1,4 +1,4 @@
-//! Evaluation: how well a detection folder (the layout of [`crate::detect_outputs`], written by
+//! Evaluation: how well a detection folder (the layout of [`u2ad_core::detect_outputs`], written by
 //! `u2ad detect` or `u2ad baseline`) finds the lesions of a cohort whose truth is known (a
 //! synthetic cohort: `derivatives/labels/sub-X/anat/sub-X_T2w_label-lesion_seg.nii.gz` and a
 //! manifest of the lesions).

@@ -7,7 +7,8 @@
 //! temporary sibling and renamed only when its hash matches, so the cache never holds a partial
 //! or wrong file, and an interrupted fetch resumes where it stopped (files already present with
 //! the right hash are not fetched again). The cache is complete when every listed file is there;
-//! a marker file (`.complete`) then records it, so later look-ups do not hash 20 MB again.
+//! a marker file (`.complete`) then records it, so later look-ups do not hash 20 MB again. The
+//! cache folder and the marker are [`u2ad_core::locate`]'s, which finds the data there.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -15,14 +16,13 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use crate::error::{CoreError, Result};
+use u2ad_core::error::{CoreError, Result};
+use u2ad_core::locate::{cached_data_dir, is_complete, COMPLETE_MARKER};
 
 /// The list of sample files (`../shared/data/SOURCES.tsv`), compiled in.
 pub const SOURCES_TSV: &str = include_str!("../data/SOURCES.tsv");
 /// Where files are downloaded from.
 pub const RAW_GITHUB: &str = "https://raw.githubusercontent.com";
-/// Written in the data folder once every file is there with its hash.
-pub const COMPLETE_MARKER: &str = ".complete";
 
 /// One file of the sample data.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,19 +86,6 @@ pub fn sample_sources() -> Vec<SourceFile> {
     parse_sources(SOURCES_TSV, Path::new("SOURCES.tsv (compiled in)")).expect("the compiled-in SOURCES.tsv is valid")
 }
 
-/// The cache folder: `$U2AD_CACHE`, else `$XDG_CACHE_HOME/u2ad`, else `~/.cache/u2ad`.
-pub fn cache_dir() -> Option<PathBuf> {
-    let non_empty = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
-    non_empty("U2AD_CACHE")
-        .or_else(|| non_empty("XDG_CACHE_HOME").map(|d| d.join("u2ad")))
-        .or_else(|| non_empty("HOME").map(|d| d.join(".cache").join("u2ad")))
-}
-
-/// Where the downloaded sample data lives: `<cache>/data`.
-pub fn cached_data_dir() -> Option<PathBuf> {
-    cache_dir().map(|d| d.join("data"))
-}
-
 /// The lower-case hex sha256 of a file.
 pub fn sha256_of_file(path: &Path) -> Result<String> {
     let mut file = std::fs::File::open(path).map_err(|e| CoreError::io(path, e))?;
@@ -153,16 +140,11 @@ pub fn fetch_files(dest: &Path, base: &str, files: &[SourceFile], on_file: &dyn 
                 format!("sha256 {got} does not match the expected {} for {}; nothing written", source.sha256, source.file),
             ));
         }
-        crate::staging::write_file_atomically(&target, &bytes)?;
+        u2ad_core::staging::write_file_atomically(&target, &bytes)?;
         summary.downloaded += 1;
         summary.bytes += bytes.len() as u64;
     }
     Ok(summary)
-}
-
-/// Whether `dir` holds the complete sample data (its marker is written by [`fetch_sample_data`]).
-pub fn is_complete(dir: &Path) -> bool {
-    dir.join(COMPLETE_MARKER).is_file() && dir.join("spine-t2").is_dir()
 }
 
 /// Fetches the whole sample data into `dest` (from `base`, normally [`RAW_GITHUB`]) and marks it
@@ -172,14 +154,14 @@ pub fn fetch_sample_data(dest: &Path, base: &str, on_file: &dyn Fn(usize, usize,
     let summary = fetch_files(dest, base, &files, on_file)?;
     let marker = dest.join(COMPLETE_MARKER);
     let listing: String = files.iter().map(|f| format!("{}  {}\n", f.sha256, f.file)).collect();
-    crate::staging::write_file_atomically(&marker, listing.as_bytes())?;
+    u2ad_core::staging::write_file_atomically(&marker, listing.as_bytes())?;
     Ok(summary)
 }
 
 /// The sample data folder: found beside the project or in `U2AD_DATA`
-/// ([`crate::locate::sample_data_dir`]), else downloaded into the cache.
+/// ([`u2ad_core::locate::sample_data_dir`]), else downloaded into the cache.
 pub fn locate_or_fetch_sample_data(on_file: &dyn Fn(usize, usize, &str)) -> Result<PathBuf> {
-    if let Some(dir) = crate::locate::sample_data_dir() {
+    if let Some(dir) = u2ad_core::locate::sample_data_dir() {
         return Ok(dir);
     }
     let dest = cached_data_dir().ok_or_else(|| {
@@ -304,7 +286,7 @@ mod tests {
     #[test]
     fn the_shared_data_matches_the_compiled_in_hashes() {
         // The same list the download checks: the shared copy must be byte-identical.
-        let dir = crate::locate::sample_data_dir_for_tests();
+        let dir = u2ad_core::locate::sample_data_dir_for_tests();
         for file in sample_sources().iter().filter(|f| f.file.starts_with("spine-t2/sub-errsm30")) {
             assert_eq!(sha256_of_file(&dir.join(&file.file)).unwrap(), file.sha256, "{}", file.file);
         }

@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 use super::config::{SynthConfig, ValueRange};
 use super::source::{LevelWindow, SourceScan};
 use super::LESION_GAP_MM;
-use crate::error::{CoreError, Result};
-use crate::levels::DiscLevel;
+use u2ad_core::error::{CoreError, Result};
+use u2ad_core::levels::DiscLevel;
 
 /// One lesion to write, as drawn.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

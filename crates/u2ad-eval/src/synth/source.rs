@@ -7,11 +7,11 @@ use serde::{Deserialize, Serialize};
 use super::frame::CordFrame;
 use super::noise::{estimate_noise, NoiseEstimate, NoiseModel};
 use super::{CORD_END_MARGIN_MM, MIN_NOISE_VOXELS};
-use crate::anatomy::{derive_csf, erode_3d, load_cord_mask, load_csf_mask, Centreline, Neighbourhood3d};
-use crate::cohort::SubjectFiles;
-use crate::error::{CoreError, Result};
-use crate::levels::{load_levels, DiscLevel, LevelConvention, LevelMap};
-use crate::volume::{check_sagittal, Volume};
+use u2ad_core::anatomy::{derive_csf, erode_3d, load_cord_mask, load_csf_mask, Centreline, Neighbourhood3d};
+use u2ad_core::cohort::SubjectFiles;
+use u2ad_core::error::{CoreError, Result};
+use u2ad_core::levels::{load_levels, DiscLevel, LevelConvention, LevelMap};
+use u2ad_core::volume::{check_sagittal, Volume};
 
 /// A healthy scan with everything synthesis needs, in canonical (RAS+) order.
 #[derive(Debug, Clone)]

@@ -4,7 +4,7 @@
 
 use ndarray::ArrayView3;
 
-use crate::anatomy::{Centreline, CENTRELINE_SMOOTHING_HALF_WIDTH_MM};
+use u2ad_core::anatomy::{Centreline, CENTRELINE_SMOOTHING_HALF_WIDTH_MM};
 
 /// Where a point lies relative to the cord.
 #[derive(Debug, Clone, Copy, PartialEq)]

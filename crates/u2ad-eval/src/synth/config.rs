@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::noise::NoiseModel;
 use super::MAX_WIDTH_FRACTION;
-use crate::levels::DiscLevel;
+use u2ad_core::levels::DiscLevel;
 
 /// A closed interval to draw from uniformly (`min == max`: a fixed value).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

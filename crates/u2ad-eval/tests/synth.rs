@@ -9,7 +9,7 @@ use u2ad_core::cohort::{discover_bids, DiscoveryOptions};
 use u2ad_core::levels::DiscLevel;
 use u2ad_core::locate::sample_file;
 use u2ad_core::npy::ClinicalSlice;
-use u2ad_core::synth::*;
+use u2ad_eval::synth::*;
 
 fn load(subject: &str) -> SourceScan {
     let options = DiscoveryOptions { include: vec![subject.to_string()], ..Default::default() };

@@ -12,9 +12,9 @@ use super::plan::{subject_rng, CohortOptions, PlannedSubject};
 use super::source::SourceScan;
 use super::synthesis::synthesise;
 use super::LESION_LABEL_SUFFIX;
-use crate::cohort::nifti_stem;
-use crate::error::{CoreError, Result};
-use crate::volume::{Volume, VoxelType};
+use u2ad_core::cohort::nifti_stem;
+use u2ad_core::error::{CoreError, Result};
+use u2ad_core::volume::{Volume, VoxelType};
 
 /// What was written for one synthetic subject.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

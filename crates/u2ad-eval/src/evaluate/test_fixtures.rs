@@ -4,7 +4,7 @@
 use super::detections::LevelCall;
 use super::subject::{SegmentOutcome, SubjectResult};
 use super::truth::LesionRecord;
-use crate::levels::DiscLevel;
+use u2ad_core::levels::DiscLevel;
 use crate::metrics::ConfusionCounts;
 
 pub(super) fn subject(name: &str, lesion: bool, contrast: f64, calls: [(bool, LevelCall); 6], patient: bool) -> SubjectResult {

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::{LESION_SUFFIX, MANIFEST_NAMES};
-use crate::cohort::{discover_bids, nifti_stem, DiscoveryOptions};
-use crate::error::{CoreError, Result};
+use u2ad_core::cohort::{discover_bids, nifti_stem, DiscoveryOptions};
+use u2ad_core::error::{CoreError, Result};
 
 /// One lesion of the manifest.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -6,9 +6,9 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::detect_outputs::{COHORT_LEVELS_CSV, COHORT_PATIENTS_CSV};
-use crate::error::{CoreError, Result};
-use crate::levels::DiscLevel;
+use u2ad_core::detect_outputs::{COHORT_LEVELS_CSV, COHORT_PATIENTS_CSV};
+use u2ad_core::error::{CoreError, Result};
+use u2ad_core::levels::DiscLevel;
 
 /// A level call as written in `levels.csv`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

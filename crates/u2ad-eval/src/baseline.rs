@@ -20,16 +20,16 @@
 //!    enter (an even stride through them), which bounds the cost on large cohorts.
 //! 3. z = (s − median(R)) / spread(R), with spread = 1.4826 x MAD(R), or 1.2533 x the mean absolute
 //!    deviation from the median when the MAD is 0 (as the cohort calibration of
-//!    [`crate::scoring`]), floored at 1e-6.
+//!    [`u2ad_core::scoring`]), floored at 1e-6.
 //! 4. The anomaly map is max(z, 0) on the eroded cord, 0 elsewhere: only hyperintensity counts.
 //!    The "reconstruction" is the signal the rule expects, the subject's cord median x median(R),
 //!    on the eroded cord (the image elsewhere), and the epistemic map is 0 (the rule has no
 //!    uncertainty, so no call is ever indeterminate for it).
 
-use crate::dataset::{PreparedSample, SubjectMeta, SAMPLE_SIZE};
-use crate::detect_outputs::{SampleResult, SubjectMaps};
-use crate::level_scores::{LevelScoreConfig, LevelStatistic};
-use crate::scoring::{erode_3x3, median, PlaneShape, MAD_TO_SD, MEAN_ABSOLUTE_DEVIATION_TO_SD};
+use u2ad_core::dataset::{PreparedSample, SubjectMeta, SAMPLE_SIZE};
+use u2ad_core::detect_outputs::{SampleResult, SubjectMaps};
+use u2ad_core::level_scores::{LevelScoreConfig, LevelStatistic};
+use u2ad_core::scoring::{erode_3x3, median, PlaneShape, MAD_TO_SD, MEAN_ABSOLUTE_DEVIATION_TO_SD};
 
 /// Level codes 0 (no level) and 1..=6 (C2/C3 … C7/T1).
 const CODES: usize = 7;
@@ -268,7 +268,7 @@ fn intensity_result(sample: &PreparedSample, expected: Vec<f32>, anomaly: &[f32]
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dataset::{SampleMeta, SAMPLE_PIXELS};
+    use u2ad_core::dataset::{SampleMeta, SAMPLE_PIXELS};
 
     fn meta(name: &str) -> SubjectMeta {
         SubjectMeta {
@@ -399,7 +399,7 @@ mod tests {
         assert!(spot > 1.5 && spot < 1.82, "{spot}");
         assert_eq!(s.aleatoric[20 * SAMPLE_SIZE + 110], 0.0);
         // Scored as the rule says: C3/C4 (the spot's level) far above C2/C3.
-        let stack = [crate::level_scores::StackSlice {
+        let stack = [u2ad_core::level_scores::StackSlice {
             native_slice: 0,
             cord: &s.cord,
             roi: &s.roi,
@@ -407,7 +407,7 @@ mod tests {
             image: &s.image,
             row_segment: &s.row_segment,
         }];
-        let scores = crate::level_scores::level_scores(&stack, PlaneShape::SAMPLE, &IntensityPercentileConfig::LEVEL_SCORES, 0.78125, 1.0);
+        let scores = u2ad_core::level_scores::level_scores(&stack, PlaneShape::SAMPLE, &IntensityPercentileConfig::LEVEL_SCORES, 0.78125, 1.0);
         assert_eq!(scores.len(), 2);
         assert!(scores[0].in_plane_only, "one slice: in-plane erosion only");
         assert!((0.9..1.0).contains(&scores[0].score), "{:?}", scores[0]);

@@ -5,7 +5,7 @@
 //! # The lesion model
 //!
 //! A lesion is an ellipsoid in a frame that follows the cord ([`CordFrame`], built from the
-//! [`Centreline`](crate::anatomy::Centreline)): `s` is the arc length along the cord, `u` the offset along the cord's
+//! [`Centreline`](u2ad_core::anatomy::Centreline)): `s` is the arc length along the cord, `u` the offset along the cord's
 //! anterior-posterior normal, `v` along its left-right normal. With half-axes `a_s = length / 2`,
 //! `a_u = w · W_ap / 2`, `a_v = min(a_u, w · W_lr / 2, 1.5 Δx)` (`w` the width fraction ≤ 0.7,
 //! `W_ap`, `W_lr` the cord's smallest thickness along the lesion, measured along the normals,

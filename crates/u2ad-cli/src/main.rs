@@ -3,11 +3,13 @@
 //! One verb per task, as the Spinal Cord Toolbox: each verb lives in `commands/` and only parses
 //! its flags, calls the library crates and reports.
 
+mod cohort_folder;
 mod commands;
 mod device;
 mod fetch;
 mod progress;
 mod sidecar;
+mod training_run;
 
 use std::process::ExitCode;
 

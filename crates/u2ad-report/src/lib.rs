@@ -18,6 +18,7 @@
 //! registered once for every figure.
 
 pub mod colour;
+pub mod demo_page;
 pub mod figures;
 pub mod html;
 pub mod training_figures;

@@ -10,7 +10,7 @@ use clap::Args;
 use serde_json::json;
 use u2ad_model::train::LearningRateStart;
 
-use super::train_common::{self as common, TrainingFlags};
+use crate::training_run::{self as common, TrainingFlags};
 use super::Context;
 
 #[derive(Args, Debug)]

@@ -31,7 +31,7 @@ use u2ad_core::scoring::{CallConfig, UncertaintyGate};
 use u2ad_core::volume::VoxelType;
 
 use super::call_args::{CallArgs, SliceArgs};
-use super::cohort_outputs::{merged, write_cohort, CohortFolder, SubjectResult};
+use crate::cohort_folder::{merged, write_cohort, CohortFolder, SubjectResult};
 use super::prepare::SubjectArgs;
 use super::Context;
 use crate::progress;

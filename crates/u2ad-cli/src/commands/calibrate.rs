@@ -20,7 +20,7 @@ use u2ad_core::staging::write_file_atomically;
 use u2ad_report::html::FigureMode;
 
 use super::call_args::MapCallArgs;
-use super::cohort_outputs::{write_cohort, CohortFolder, SubjectResult};
+use crate::cohort_folder::{write_cohort, CohortFolder, SubjectResult};
 use super::Context;
 
 /// Folder of the shard records inside the output folder.

@@ -33,6 +33,7 @@ use u2ad_eval::evaluate::{discover_truth, headline_markdown, EvaluationSettings,
 use u2ad_eval::synth::{write_cohort, CohortOptions, CohortRequest, SynthConfig, ValueRange};
 use u2ad_model::train::TrainingConfig;
 use u2ad_model::MaskingStrategy;
+use u2ad_report::demo_page::{render_demo_page, DemoEstimate, DemoPage, DemoRow};
 
 use crate::device::{parse_device, DeviceChoice};
 use super::Context;
@@ -149,49 +150,30 @@ fn write_text(path: &Path, text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The demo's HTML page: the headline table, the full tables, links to every QC report.
+/// The demo's HTML page ([`u2ad_report::demo_page`]): the headline table, the full tables, links
+/// to every QC report.
 pub fn demo_report(methods: &[MethodEvaluation], markdown: &str, out: &Path, notes: &[String]) -> String {
-    use u2ad_report::html::escape;
-    let mut rows = String::new();
-    for m in methods {
-        for g in m.groups.iter().filter(|g| !g.group.starts_with("length")) {
-            let f1 = |e: &u2ad_eval::metrics::Estimate| match (e.value, e.interval) {
-                (Some(v), Some(i)) => format!("{v:.3} <small>[{:.2}, {:.2}]</small>", i.low, i.high),
-                (Some(v), None) => format!("{v:.3}"),
-                _ => "–".into(),
-            };
-            rows.push_str(&format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
-                escape(&m.method),
-                escape(&g.group),
-                g.pixel.auprc.map(|v| format!("{v:.3}")).unwrap_or_else(|| "–".into()),
-                g.pixel.best_dice_oracle.map(|b| format!("{:.3}", b.dice)).unwrap_or_else(|| "–".into()),
-                f1(&g.segment.summary.f1),
-                f1(&g.patient.summary.f1)
-            ));
-        }
-    }
-    let links: String = methods
+    let estimate = |e: &u2ad_eval::metrics::Estimate| DemoEstimate { value: e.value, interval: e.interval.map(|i| (i.low, i.high)) };
+    let rows = methods
+        .iter()
+        .flat_map(|m| m.groups.iter().filter(|g| !g.group.starts_with("length")).map(move |g| (m, g)))
+        .map(|(m, g)| DemoRow {
+            method: m.method.clone(),
+            group: g.group.clone(),
+            pixel_auprc: g.pixel.auprc,
+            best_dice_oracle: g.pixel.best_dice_oracle.map(|b| b.dice),
+            segment_f1: estimate(&g.segment.summary.f1),
+            patient_f1: estimate(&g.patient.summary.f1),
+        })
+        .collect();
+    let qc_reports = methods
         .iter()
         .map(|m| {
             let relative = m.detections.strip_prefix(out).unwrap_or(&m.detections).join(u2ad_core::detect_outputs::QC_REPORT_HTML);
-            format!("<li><a href=\"{}\">{}</a>: QC report (maps, curves, per-level calls)</li>", escape(&relative.display().to_string()), escape(&m.method))
+            (m.method.clone(), relative.display().to_string())
         })
         .collect();
-    let notes: String = notes.iter().map(|n| format!("<li>{}</li>", escape(n))).collect();
-    format!(
-        "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>u2ad demo</title><style>\
-body{{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}}table{{border-collapse:collapse}}\
-td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}td:first-child,td:nth-child(2){{text-align:left}}\
-pre{{background:#f6f6f6;padding:1em;overflow-x:auto;font-size:12px}}</style></head><body>\
-<h1>u2ad demo: synthetic T2 hyperintensities in real healthy cords</h1>\
-<p><b>This demo measures the pipeline, not clinical accuracy</b>: five healthy scans, three to pretrain on and \
-two copied with fresh noise into the target cohort with synthetic lesions.</p><ul>{notes}</ul>\
-<h2>Headline</h2><table><tr><th>method</th><th>group</th><th>pixel AUPRC</th><th>best Dice (oracle)</th>\
-<th>segment F1 [95 % CI]</th><th>patient F1 [95 % CI]</th></tr>{rows}</table>\
-<h2>QC reports</h2><ul>{links}</ul><h2>All tables</h2><pre>{}</pre></body></html>",
-        escape(markdown)
-    )
+    render_demo_page(&DemoPage { notes: notes.to_vec(), rows, qc_reports, tables_markdown: markdown.to_string() })
 }
 
 pub fn run(args: DemoArgs, context: &Context) -> anyhow::Result<()> {
@@ -256,7 +238,7 @@ pub fn run(args: DemoArgs, context: &Context) -> anyhow::Result<()> {
     let pretrain_dir = out.join("runs").join("pretrain");
     let seed = args.seed.to_string();
     super::pretrain::run(parse("pretrain", &strings(&[&healthy, &"--out", &pretrain_dir, &"--config", &config_path, &"--seed", &seed, &"--device", &device]))?, context)?;
-    let pretrained = pretrain_dir.join(super::train_common::MODEL_FILE);
+    let pretrained = pretrain_dir.join(crate::training_run::MODEL_FILE);
 
     steps.begin(&format!("synthesising the target cohort: {} copies of {}", args.copies, TARGET_SUBJECTS.join(" and ")));
     let truth = out.join("synth");
@@ -292,7 +274,7 @@ pub fn run(args: DemoArgs, context: &Context) -> anyhow::Result<()> {
             parse("adapt", &strings(&[&target, &"--model", &pretrained, &"--out", &dir, &"--config", &config, &"--seed", &seed, &"--device", &device]))?,
             context,
         )?;
-        Ok(dir.join(super::train_common::MODEL_FILE))
+        Ok(dir.join(crate::training_run::MODEL_FILE))
     };
 
     steps.begin("adapting the model to the target cohort (EU- then AU-guided masking, no labels)");

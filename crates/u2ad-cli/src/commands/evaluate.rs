@@ -120,7 +120,7 @@ fn subject_rows(method: &str, results: &[SubjectResult]) -> Vec<SubjectRow> {
 }
 
 fn write_csv<T: Serialize>(path: &Path, rows: &[T]) -> anyhow::Result<()> {
-    let bytes = super::cohort_outputs::csv_bytes(rows)?;
+    let bytes = crate::cohort_folder::csv_bytes(rows)?;
     write_file_atomically(path, &bytes)?;
     Ok(())
 }

@@ -4,7 +4,6 @@ pub mod adapt;
 pub mod baseline;
 pub mod calibrate;
 pub mod call_args;
-pub mod cohort_outputs;
 pub mod demo;
 pub mod detect;
 pub mod evaluate;
@@ -12,7 +11,6 @@ pub mod import;
 pub mod prepare;
 pub mod pretrain;
 pub mod synth;
-pub mod train_common;
 
 /// What every verb needs from the global flags.
 pub struct Context {

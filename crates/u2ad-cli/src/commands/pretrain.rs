@@ -7,7 +7,7 @@ use burn::tensor::backend::AutodiffBackend;
 use clap::Args;
 use serde_json::json;
 
-use super::train_common::{self as common, TrainingFlags};
+use crate::training_run::{self as common, TrainingFlags};
 use super::Context;
 
 #[derive(Args, Debug)]

@@ -29,7 +29,7 @@ use u2ad_core::scoring::{PatientCall, Polarity};
 
 use super::calibrate::{parse_shard, write_calls, write_shard_record, MapRun, Shard, ShardRecord, ShardSubject};
 use super::call_args::MapCallArgs;
-use super::cohort_outputs::SubjectResult as Detected;
+use crate::cohort_folder::SubjectResult as Detected;
 use super::prepare::ScanInputs;
 use super::Context;
 use crate::device::{parse_device, DeviceChoice};

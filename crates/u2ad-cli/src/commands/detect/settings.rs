@@ -16,7 +16,7 @@ use u2ad_model::{McConfig, McSchedule, ModelInfo};
 
 use super::{DetectArgs, McRegionArg, ScheduleArg};
 use crate::commands::calibrate::MapRun;
-use crate::commands::cohort_outputs::merged;
+use crate::cohort_folder::merged;
 
 /// What one subject's Monte-Carlo run depends on (hashed into `ConfigHash`).
 #[derive(Debug, Serialize)]

@@ -21,7 +21,7 @@ use u2ad_model::{mc_inference, MaskedAutoencoder, McSlice};
 
 use super::settings::Run;
 use super::DetectArgs;
-use crate::commands::cohort_outputs::SubjectResult as Detected;
+use crate::cohort_folder::SubjectResult as Detected;
 use crate::commands::prepare::{find_inputs, read_slices, Inputs};
 use crate::sidecar::stage_sidecar;
 

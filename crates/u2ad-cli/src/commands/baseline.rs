@@ -84,7 +84,7 @@ pub struct BaselineArgs {
     pub slices: SliceArgs,
 
     /// Subjects processed at once (threads; default: all cores).
-    #[arg(short, long)]
+    #[arg(short, long, help_heading = "Run")]
     pub jobs: Option<usize>,
 }
 

@@ -91,7 +91,7 @@ pub struct DemoArgs {
     #[arg(long)]
     pub ablations: bool,
     /// Seed of training, synthesis and inference.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, help_heading = "Run")]
     pub seed: u64,
     /// Recompute everything in an existing demo folder (as `detect --force` recomputes what
     /// exists; the demo reuses nothing, so the folder's earlier outputs are removed first).
@@ -101,7 +101,7 @@ pub struct DemoArgs {
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Where training and inference run (`cuda` needs a build with `--features cuda`).
-    #[arg(long, value_parser = parse_device, default_value = "auto")]
+    #[arg(long, value_parser = parse_device, default_value = "auto", help_heading = "Run")]
     pub device: DeviceChoice,
 }
 

@@ -49,7 +49,7 @@ pub struct EvaluateArgs {
     #[arg(long, default_value_t = 1000)]
     pub bootstrap: usize,
     /// Seed of the bootstrap.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, help_heading = "Run")]
     pub seed: u64,
     /// Bin edges of the lesion contrast (lesion / cord signal), ascending.
     #[arg(long, value_delimiter = ',', default_values_t = [1.3, 1.6, 2.0, 3.0])]

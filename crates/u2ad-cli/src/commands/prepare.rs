@@ -34,16 +34,17 @@ pub struct PrepareArgs {
     pub scans: ScanInputs,
 
     /// Subjects prepared in parallel (default: all cores).
-    #[arg(short, long)]
+    #[arg(short, long, help_heading = "Run")]
     pub jobs: Option<usize>,
     /// Leave out subjects that fail (reported) instead of stopping without output.
-    #[arg(long)]
+    #[arg(long, help_heading = "Run")]
     pub skip_failed: bool,
 }
 
 /// Where the scans and their labels are, beyond the input folder: one image with its masks, or
 /// how to find a BIDS dataset's labels (shared by `prepare` and `detect`).
 #[derive(Args, Debug, Clone, Default)]
+#[command(next_help_heading = "Input")]
 pub struct ScanInputs {
     /// One T2w image (instead of a BIDS folder).
     #[arg(long, conflicts_with = "input", requires = "cord")]
@@ -85,6 +86,7 @@ pub struct ScanInputs {
 /// Which subjects of a cohort, and how their level labels read (shared by `prepare`, `detect`,
 /// `synth` and `baseline`).
 #[derive(Args, Debug, Clone, Default)]
+#[command(next_help_heading = "Input")]
 pub struct SubjectArgs {
     /// Level convention, when it cannot be told from the file: sct-vertebrae, sct-discs,
     /// sct-labeled-cord, totalspineseg, totalspineseg-legacy.

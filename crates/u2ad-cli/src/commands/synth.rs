@@ -67,14 +67,14 @@ pub struct SynthArgs {
     #[arg(long, default_value = "1", value_parser = ValueRange::parse)]
     pub intensity_scale: ValueRange,
     /// Random seed: the same seed and options give byte-identical files.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, help_heading = "Run")]
     pub seed: u64,
 
     // --include (source subjects) and --level-convention.
     #[command(flatten)]
     pub subjects: SubjectArgs,
     /// Source scans processed in parallel (default: all cores).
-    #[arg(short, long)]
+    #[arg(short, long, help_heading = "Run")]
     pub jobs: Option<usize>,
 }
 

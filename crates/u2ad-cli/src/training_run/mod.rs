@@ -27,6 +27,7 @@ pub const MODEL_FILE: &str = "model.safetensors";
 
 /// Flags of both training commands.
 #[derive(Args, Debug)]
+#[command(next_help_heading = "Training")]
 pub struct TrainingFlags {
     /// Training configuration (TOML; missing keys take the reference's values, see
     /// configs/paper.toml). With --resume, defaults to the run's own config.toml.
@@ -36,7 +37,7 @@ pub struct TrainingFlags {
     #[arg(long)]
     pub batch_size: Option<usize>,
     /// Seed of the weights, sample order, augmentation and masks (overrides seed).
-    #[arg(long)]
+    #[arg(long, help_heading = "Run")]
     pub seed: Option<u64>,
     /// Write a checkpoint every N epochs (overrides training.checkpoint_every).
     #[arg(long, value_name = "N")]
@@ -46,7 +47,7 @@ pub struct TrainingFlags {
     pub resume: bool,
     /// Where to train: auto (CUDA when this build has it and a driver, else the CPU), cpu, cuda,
     /// cuda:N.
-    #[arg(long, value_parser = parse_device, default_value = "auto")]
+    #[arg(long, value_parser = parse_device, default_value = "auto", help_heading = "Run")]
     pub device: DeviceChoice,
 }
 

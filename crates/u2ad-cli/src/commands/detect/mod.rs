@@ -106,38 +106,38 @@ pub struct DetectArgs {
     pub scans: ScanInputs,
 
     /// K: reconstructions of each ROI patch.
-    #[arg(short = 'k', long, default_value_t = 10)]
+    #[arg(short = 'k', long, default_value_t = 10, help_heading = "Monte Carlo")]
     pub samples_per_patch: usize,
     /// Fraction of the ROI patches masked in each pass.
-    #[arg(long, default_value_t = 0.75)]
+    #[arg(long, default_value_t = 0.75, help_heading = "Monte Carlo")]
     pub mask_ratio: f64,
     /// Mask schedule of the Monte-Carlo passes.
-    #[arg(long, value_enum, default_value = "balanced")]
+    #[arg(long, value_enum, default_value = "balanced", help_heading = "Monte Carlo")]
     pub mc_schedule: ScheduleArg,
     /// Most passes per slice for --mc-schedule reference.
-    #[arg(long, default_value_t = 400)]
+    #[arg(long, default_value_t = 400, help_heading = "Monte Carlo")]
     pub max_passes: usize,
     /// Region masked and reconstructed by the Monte-Carlo passes.
-    #[arg(long, value_enum, default_value = "roi")]
+    #[arg(long, value_enum, default_value = "roi", help_heading = "Monte Carlo")]
     pub mc_region: McRegionArg,
     /// Reconstruct each slice as prepared, without the per-slice min-max normalisation that
     /// training and the reference apply to every slice.
-    #[arg(long)]
+    #[arg(long, help_heading = "Monte Carlo")]
     pub no_min_max: bool,
     /// Masked copies reconstructed per forward batch of the Monte-Carlo passes (memory grows
     /// with it; not training's --batch-size).
-    #[arg(long = "mc-batch", alias = "batch", default_value_t = 8)]
+    #[arg(long = "mc-batch", alias = "batch", default_value_t = 8, help_heading = "Monte Carlo")]
     pub mc_batch: usize,
     /// Which deviations make the anomaly map: `hyperintense` (image brighter than its
     /// reconstruction: T2 hyperintensities) or `both` (the paper's |image - reconstruction|).
-    #[arg(long, value_enum, default_value = "hyperintense")]
+    #[arg(long, value_enum, default_value = "hyperintense", help_heading = "Scores and calls")]
     pub polarity: PolarityArg,
     /// Where the model runs: auto (CUDA when this build has it and a driver, else the CPU),
     /// cpu, cuda, cuda:N.
-    #[arg(long, value_parser = parse_device, default_value = "auto")]
+    #[arg(long, value_parser = parse_device, default_value = "auto", help_heading = "Run")]
     pub device: DeviceChoice,
     /// Seed of the mask schedules (each slice's seed derives from it, the subject and the slice).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, help_heading = "Run")]
     pub seed: u64,
 
     #[command(flatten)]
@@ -150,10 +150,10 @@ pub struct DetectArgs {
     pub shard: Option<Shard>,
 
     /// Subjects processed at once (threads; default: all cores).
-    #[arg(short, long)]
+    #[arg(short, long, help_heading = "Run")]
     pub jobs: Option<usize>,
     /// Recompute subjects whose outputs exist with the same configuration and model.
-    #[arg(long)]
+    #[arg(long, help_heading = "Run")]
     pub force: bool,
 }
 

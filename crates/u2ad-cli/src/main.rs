@@ -6,7 +6,6 @@
 mod cohort_folder;
 mod commands;
 mod device;
-mod fetch;
 mod progress;
 mod sidecar;
 mod training_run;

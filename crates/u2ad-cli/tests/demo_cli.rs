@@ -33,7 +33,7 @@ fn the_demo_runs_end_to_end_and_reports_every_method() {
     let config = dir.path().join("tiny.toml");
     std::fs::write(&config, TINY).unwrap();
     let out = dir.path().join("demo");
-    let data = u2ad_core::locate::sample_data_dir_for_tests();
+    let data = u2ad_data::sample_data_dir_for_tests();
     let output = u2ad(&["demo", "--out", s(&out), "--config", s(&config), "--copies", "2", "--data", s(&data), "--quiet"]);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let printed = String::from_utf8_lossy(&output.stdout);

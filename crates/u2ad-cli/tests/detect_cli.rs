@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use u2ad_core::detect_outputs::SubjectMaps;
-use u2ad_core::locate::sample_file;
+use u2ad_data::sample_file;
 use u2ad_core::volume::Volume;
 use u2ad_model::model_file;
 

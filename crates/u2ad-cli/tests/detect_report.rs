@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use u2ad_core::locate::sample_file;
+use u2ad_data::sample_file;
 
 mod common;
 

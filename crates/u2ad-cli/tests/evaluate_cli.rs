@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 
 use u2ad_core::cohort::{discover_bids, DiscoveryOptions};
 use u2ad_core::detect_outputs::SubjectOutputs;
-use u2ad_core::locate::sample_file;
+use u2ad_data::sample_file;
 use u2ad_eval::synth::{write_cohort, CohortOptions, CohortRequest, SynthConfig, ValueRange};
 
 mod common;

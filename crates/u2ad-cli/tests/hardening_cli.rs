@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use sha2::{Digest, Sha256};
-use u2ad_core::locate::sample_file;
+use u2ad_data::sample_file;
 use u2ad_core::volume::{Volume, VoxelType};
 
 mod common;

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use u2ad_core::locate::sample_file;
+use u2ad_data::sample_file;
 
 fn u2ad(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_u2ad")).args(args).output().expect("u2ad runs")

@@ -3,7 +3,7 @@
 
 use std::process::Output;
 
-use u2ad_core::locate::sample_file;
+use u2ad_data::sample_file;
 
 mod common;
 use common::{s, text, tiny_model, u2ad};

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use u2ad_core::cohort::{discover_bids, DiscoveryOptions};
-use u2ad_core::locate::sample_file;
+use u2ad_data::sample_file;
 use u2ad_eval::synth::lesion_label_path;
 use u2ad_core::volume::{Volume, VoxelType};
 

@@ -191,7 +191,7 @@ pub fn discover_bids(root: &Path, options: &DiscoveryOptions) -> Result<Vec<Subj
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::locate::sample_file;
+    use u2ad_data::sample_file;
 
     #[test]
     fn finds_the_shared_cohort_and_its_labels() {

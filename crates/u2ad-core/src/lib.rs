@@ -14,7 +14,6 @@ pub mod detect_outputs;
 pub mod error;
 pub mod level_scores;
 pub mod levels;
-pub mod locate;
 pub mod names;
 pub mod npy;
 pub mod prepare;

@@ -150,7 +150,7 @@ impl ClinicalSlice {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::locate::sample_file;
+    use u2ad_data::sample_file;
 
     #[test]
     fn reads_the_clinical_slices() {

@@ -17,7 +17,7 @@ use u2ad_core::levels::{
     load_levels, load_levels_report, pam50_vertebra_depth_mm, place_vertebrae, DiscLevel, Landmark, LevelConvention,
     LevelMap, PAM50_DISC_DEPTH_MM, PAM50_VERTEBRA_DEPTH_MM,
 };
-use u2ad_core::locate::sample_file;
+use u2ad_data::sample_file;
 use u2ad_core::volume::{Volume, VoxelType};
 use u2ad_core::CoreError;
 

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use ndarray::{Array2, Array3, Array5};
 use nifti::writer::WriterOptions;
 use u2ad_core::cohort::SubjectFiles;
-use u2ad_core::locate::sample_file;
+use u2ad_data::sample_file;
 use u2ad_core::prepare::{prepare_subject, PrepareOptions};
 use u2ad_core::volume::{
     check_sagittal, header_affine, read_header, Volume, VoxelType, GRID_TOLERANCE_MM, GZIP_MARGIN_BYTES,

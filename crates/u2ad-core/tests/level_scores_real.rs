@@ -8,7 +8,7 @@ use u2ad_core::cohort::{discover_bids, DiscoveryOptions};
 use u2ad_core::cord_depth::PartialVolumeDepth;
 use u2ad_core::level_scores::{level_scores, slice_spacing_mm, LevelScoreConfig, LevelStatistic, StackSlice};
 use u2ad_core::levels::DiscLevel;
-use u2ad_core::locate::sample_file;
+use u2ad_data::sample_file;
 use u2ad_core::prepare::{prepare_subject, PrepareOptions};
 use u2ad_core::scoring::PlaneShape;
 use u2ad_core::scoring_region::stack_depth;

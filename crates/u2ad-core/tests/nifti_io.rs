@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use ndarray::{Array3, Array4, Array5, Axis};
 use nifti::writer::WriterOptions;
 use nifti::NiftiHeader;
-use u2ad_core::locate::sample_file;
+use u2ad_data::sample_file;
 use u2ad_core::volume::{check_sagittal, read_header, Affine, Volume, VoxelType};
 
 struct Expected {

@@ -6,7 +6,7 @@ use std::path::Path;
 use ndarray::Array3;
 use u2ad_core::cohort::{discover_bids, DiscoveryOptions, SubjectFiles};
 use u2ad_core::dataset::{SAMPLE_PIXELS, SAMPLE_SIZE};
-use u2ad_core::locate::sample_file;
+use u2ad_data::sample_file;
 use u2ad_core::prepare::{prepare_subject, PrepareOptions, PreparedSubject};
 use u2ad_core::sample::project_to_native;
 use u2ad_core::volume::Volume;

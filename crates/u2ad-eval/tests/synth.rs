@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 use ndarray::{Array3, ArrayView3, Zip};
 use u2ad_core::cohort::{discover_bids, DiscoveryOptions};
 use u2ad_core::levels::DiscLevel;
-use u2ad_core::locate::sample_file;
+use u2ad_data::sample_file;
 use u2ad_core::npy::ClinicalSlice;
 use u2ad_eval::synth::*;
 

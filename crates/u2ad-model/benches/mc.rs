@@ -37,7 +37,7 @@ fn env_usize(name: &str, default: usize) -> usize {
 
 /// The sample with the most cord pixels of each subject of the shared cohort.
 fn mid_sagittal_samples() -> Vec<(String, PreparedSample)> {
-    let root = u2ad_core::locate::sample_file("spine-t2");
+    let root = u2ad_data::sample_file("spine-t2");
     let subjects = discover_bids(&root, &DiscoveryOptions::default()).expect("the shared cohort");
     subjects
         .iter()

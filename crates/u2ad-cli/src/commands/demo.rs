@@ -209,7 +209,7 @@ pub fn run(args: DemoArgs, context: &Context) -> anyhow::Result<()> {
     steps.begin("finding the sample data");
     let data = match &args.data {
         Some(dir) => dir.clone(),
-        None => crate::fetch::locate_or_fetch_sample_data(&|i, n, file| {
+        None => u2ad_data::locate_or_fetch_sample_data(&|i, n, file| {
             if !context.quiet {
                 eprintln!("  downloading {}/{n}: {file}", i + 1);
             }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use burn::backend::Flex;
-use u2ad_core::locate::sample_file;
+use u2ad_data::sample_file;
 use u2ad_model::{model_file, ModelConfig};
 
 pub fn u2ad(args: &[&str]) -> Output {

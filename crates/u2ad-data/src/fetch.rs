@@ -8,16 +8,17 @@
 //! or wrong file, and an interrupted fetch resumes where it stopped (files already present with
 //! the right hash are not fetched again). The cache is complete when every listed file is there;
 //! a marker file (`.complete`) then records it, so later look-ups do not hash 20 MB again. The
-//! cache folder and the marker are [`u2ad_core::locate`]'s, which finds the data there.
+//! cache folder and the marker are [`crate::locate`]'s, which finds the data there.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use u2ad_core::error::{CoreError, Result};
-use u2ad_core::locate::{cached_data_dir, is_complete, COMPLETE_MARKER};
+use crate::error::{DataError, Result};
+use crate::locate::{cached_data_dir, is_complete, COMPLETE_MARKER};
 
 /// The list of sample files (`../shared/data/SOURCES.tsv`), compiled in.
 pub const SOURCES_TSV: &str = include_str!("../data/SOURCES.tsv");
@@ -47,7 +48,7 @@ impl SourceFile {
 
 /// Parses a SOURCES.tsv (header `file repository commit path_in_repository sha256`).
 pub fn parse_sources(text: &str, origin: &Path) -> Result<Vec<SourceFile>> {
-    let bad = |line: usize, detail: &str| CoreError::input(origin, format!("line {line}: {detail}"));
+    let bad = |line: usize, detail: &str| DataError::input(origin, format!("line {line}: {detail}"));
     let mut lines = text.lines().enumerate();
     match lines.next() {
         Some((_, header)) if header.split('\t').collect::<Vec<_>>() == ["file", "repository", "commit", "path_in_repository", "sha256"] => {}
@@ -88,11 +89,11 @@ pub fn sample_sources() -> Vec<SourceFile> {
 
 /// The lower-case hex sha256 of a file.
 pub fn sha256_of_file(path: &Path) -> Result<String> {
-    let mut file = std::fs::File::open(path).map_err(|e| CoreError::io(path, e))?;
+    let mut file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
     let mut hasher = Sha256::new();
     let mut buffer = vec![0u8; 1 << 16];
     loop {
-        let n = file.read(&mut buffer).map_err(|e| CoreError::io(path, e))?;
+        let n = file.read(&mut buffer).map_err(|e| DataError::io(path, e))?;
         if n == 0 {
             break;
         }
@@ -103,6 +104,25 @@ pub fn sha256_of_file(path: &Path) -> Result<String> {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Writes `bytes` under a temporary name beside `path` (`.tmp-<pid>-<n>-<name>`) and renames it
+/// onto `path`, so that a failure never leaves a half-written file (u2ad-core's
+/// `staging::write_file_atomically`, with the same messages; this crate depends on no other).
+fn write_file_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or_else(|| Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| DataError::input(dir, format!("cannot create the output folder: {e}")))?;
+    let name = path.file_name().ok_or_else(|| DataError::input(path, "output path has no file name"))?;
+    let unique = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let tmp = dir.join(format!(".tmp-{}-{}-{}", std::process::id(), unique, name.to_string_lossy()));
+    let written = std::fs::write(&tmp, bytes).map_err(|e| DataError::io(path, e)).and_then(|()| {
+        std::fs::rename(&tmp, path).map_err(|e| DataError::input(path, format!("cannot write file: {e}")))
+    });
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
 /// What [`fetch_files`] did.
@@ -128,19 +148,19 @@ pub fn fetch_files(dest: &Path, base: &str, files: &[SourceFile], on_file: &dyn 
         }
         let url = source.url(base);
         let response = agent.get(&url).call().map_err(|e| match e {
-            ureq::Error::Status(code, _) => CoreError::input(&url, format!("download failed: HTTP {code}")),
-            other => CoreError::input(&url, format!("download failed: {other}")),
+            ureq::Error::Status(code, _) => DataError::input(&url, format!("download failed: HTTP {code}")),
+            other => DataError::input(&url, format!("download failed: {other}")),
         })?;
         let mut bytes = Vec::new();
-        response.into_reader().take(512 << 20).read_to_end(&mut bytes).map_err(|e| CoreError::input(&url, format!("download interrupted: {e}")))?;
+        response.into_reader().take(512 << 20).read_to_end(&mut bytes).map_err(|e| DataError::input(&url, format!("download interrupted: {e}")))?;
         let got = hex(&Sha256::digest(&bytes));
         if got != source.sha256 {
-            return Err(CoreError::input(
+            return Err(DataError::input(
                 &url,
                 format!("sha256 {got} does not match the expected {} for {}; nothing written", source.sha256, source.file),
             ));
         }
-        u2ad_core::staging::write_file_atomically(&target, &bytes)?;
+        write_file_atomically(&target, &bytes)?;
         summary.downloaded += 1;
         summary.bytes += bytes.len() as u64;
     }
@@ -150,22 +170,26 @@ pub fn fetch_files(dest: &Path, base: &str, files: &[SourceFile], on_file: &dyn 
 /// Fetches the whole sample data into `dest` (from `base`, normally [`RAW_GITHUB`]) and marks it
 /// complete.
 pub fn fetch_sample_data(dest: &Path, base: &str, on_file: &dyn Fn(usize, usize, &str)) -> Result<FetchSummary> {
-    let files = sample_sources();
-    let summary = fetch_files(dest, base, &files, on_file)?;
+    fetch_listed(dest, base, &sample_sources(), on_file)
+}
+
+/// [`fetch_sample_data`] of the list `files` (the compiled-in list, or a test's).
+pub(crate) fn fetch_listed(dest: &Path, base: &str, files: &[SourceFile], on_file: &dyn Fn(usize, usize, &str)) -> Result<FetchSummary> {
+    let summary = fetch_files(dest, base, files, on_file)?;
     let marker = dest.join(COMPLETE_MARKER);
     let listing: String = files.iter().map(|f| format!("{}  {}\n", f.sha256, f.file)).collect();
-    u2ad_core::staging::write_file_atomically(&marker, listing.as_bytes())?;
+    write_file_atomically(&marker, listing.as_bytes())?;
     Ok(summary)
 }
 
 /// The sample data folder: found beside the project or in `U2AD_DATA`
-/// ([`u2ad_core::locate::sample_data_dir`]), else downloaded into the cache.
+/// ([`crate::locate::sample_data_dir`]), else downloaded into the cache.
 pub fn locate_or_fetch_sample_data(on_file: &dyn Fn(usize, usize, &str)) -> Result<PathBuf> {
-    if let Some(dir) = u2ad_core::locate::sample_data_dir() {
+    if let Some(dir) = crate::locate::sample_data_dir() {
         return Ok(dir);
     }
     let dest = cached_data_dir().ok_or_else(|| {
-        CoreError::input("sample data", "not found and no cache folder to download it to: set U2AD_DATA, U2AD_CACHE or HOME")
+        DataError::input("sample data", "not found and no cache folder to download it to: set U2AD_DATA, U2AD_CACHE or HOME")
     })?;
     if !is_complete(&dest) {
         fetch_sample_data(&dest, RAW_GITHUB, on_file)?;
@@ -284,9 +308,51 @@ mod tests {
     }
 
     #[test]
+    fn missing_sample_data_is_downloaded_into_the_cache_for_tests() {
+        // The lookup of `sample_data_dir_for_tests` with nothing found and an empty cache.
+        let image = b"a spine scan".to_vec();
+        let template = b"a template".to_vec();
+        let files = vec![source("spine-t2/sub-x/anat/sub-x_T2w.nii.gz", &image), source("templates/t.txt", &template)];
+        let url_path = |s: &SourceFile| format!("/owner/repo/{}/{}", s.commit, s.path);
+        let cache = tempfile::tempdir().unwrap();
+        let dest = cache.path().join("data");
+        let (base, server) = serve(vec![(url_path(&files[0]), image.clone()), (url_path(&files[1]), template.clone())], 2);
+        let said = std::sync::Mutex::new(Vec::new());
+        let say = |line: &str| said.lock().unwrap().push(line.to_string());
+        let dir = crate::locate::found_or_downloaded(None, Some(dest.clone()), &base, &files, &say).unwrap();
+        assert_eq!(dir, dest);
+        assert_eq!(*said.lock().unwrap(), [format!("sample data not found: downloading its 2 files (sha256-checked) into {}", dest.display())]);
+        assert_eq!(std::fs::read(dest.join(&files[0].file)).unwrap(), image);
+        assert_eq!(std::fs::read(dest.join(&files[1].file)).unwrap(), template);
+        assert!(is_complete(&dest), "the completion marker is written");
+        let marker = std::fs::read_to_string(dest.join(COMPLETE_MARKER)).unwrap();
+        assert_eq!(marker, format!("{}  {}\n{}  {}\n", files[0].sha256, files[0].file, files[1].sha256, files[1].file));
+        // Joined last: had nothing been downloaded, the server would still be waiting.
+        assert_eq!(server.join().unwrap(), 2, "both files were downloaded");
+
+        // Complete now: a second look-up downloads nothing (nothing listens at `gone`).
+        let gone = format!("http://{}", TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap());
+        assert_eq!(crate::locate::found_or_downloaded(None, Some(dest.clone()), &gone, &files, &say).unwrap(), dest);
+        // Found data is used as it is, whatever the cache holds.
+        let found = PathBuf::from("/somewhere/data");
+        assert_eq!(crate::locate::found_or_downloaded(Some(found.clone()), None, &gone, &files, &say).unwrap(), found);
+        assert_eq!(said.lock().unwrap().len(), 1, "nothing more is said when nothing is downloaded");
+
+        // A failed download is one line saying where to put the data instead; nothing is marked.
+        let empty = tempfile::tempdir().unwrap();
+        let (base, server) = serve(vec![], 1);
+        let err = crate::locate::found_or_downloaded(None, Some(empty.path().join("data")), &base, &files, &say).unwrap_err();
+        server.join().unwrap();
+        assert!(err.contains("HTTP 404") && err.contains("../shared/data") && err.contains("U2AD_DATA") && !err.contains('\n'), "{err}");
+        assert!(!is_complete(&empty.path().join("data")));
+        let err = crate::locate::found_or_downloaded(None, None, &gone, &files, &say).unwrap_err();
+        assert!(err.contains("no cache folder") && err.contains("U2AD_DATA"), "{err}");
+    }
+
+    #[test]
     fn the_shared_data_matches_the_compiled_in_hashes() {
         // The same list the download checks: the shared copy must be byte-identical.
-        let dir = u2ad_core::locate::sample_data_dir_for_tests();
+        let dir = crate::locate::sample_data_dir_for_tests();
         for file in sample_sources().iter().filter(|f| f.file.starts_with("spine-t2/sub-errsm30")) {
             assert_eq!(sha256_of_file(&dir.join(&file.file)).unwrap(), file.sha256, "{}", file.file);
         }

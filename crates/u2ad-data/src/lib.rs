@@ -1,0 +1,16 @@
+//! u2ad-data: where u2ad's sample data is, and its download when it is missing.
+//!
+//! The sample data (the public spine scans of `spine-t2/`, `templates/`, `fixtures/` and
+//! `clinical-slices/`) is looked for in `$U2AD_DATA`, then in `shared/data` beside the project,
+//! then in the download cache ([`locate`]). When it is in none of them, `u2ad demo` and the tests
+//! download it into the cache: the public files listed with their sha256 in `data/SOURCES.tsv`,
+//! each checked against its hash before it is put in place ([`fetch`]). It depends on no other
+//! u2ad crate, so every crate's tests can use it.
+
+pub mod error;
+pub mod fetch;
+pub mod locate;
+
+pub use error::{DataError, Result};
+pub use fetch::{fetch_sample_data, locate_or_fetch_sample_data, FetchSummary, RAW_GITHUB};
+pub use locate::{cache_dir, cached_data_dir, is_complete, sample_data_dir, sample_data_dir_for_tests, sample_file, COMPLETE_MARKER};

@@ -91,7 +91,7 @@ fn main() -> ExitCode {
         Err(error) => {
             // One line: the file and the problem.
             // Control characters of hostile file names are shown escaped, never sent raw.
-            let text = u2ad_core::names::printable(&format!("{error:#}").replace('\n', " "));
+            let text = u2ad_io::names::printable(&format!("{error:#}").replace('\n', " "));
             eprintln!("u2ad: error: {text}");
             ExitCode::FAILURE
         }

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
-use u2ad_core::staging::StagedWrites;
+use u2ad_io::staging::StagedWrites;
 
 /// The command line as typed.
 pub fn command_line() -> String {
@@ -40,7 +40,7 @@ fn sidecar_text(extra: Value) -> anyhow::Result<String> {
 pub fn write_sidecar(output: &Path, extra: Value) -> anyhow::Result<PathBuf> {
     let path = sidecar_path(output);
     let text = sidecar_text(extra)?;
-    u2ad_core::staging::write_file_atomically(&path, text.as_bytes())?;
+    u2ad_io::staging::write_file_atomically(&path, text.as_bytes())?;
     Ok(path)
 }
 

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use u2ad_core::detect_outputs::SubjectMaps;
 use u2ad_data::sample_file;
-use u2ad_core::volume::Volume;
+use u2ad_io::volume::Volume;
 use u2ad_model::model_file;
 
 mod common;

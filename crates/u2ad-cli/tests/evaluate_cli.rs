@@ -5,10 +5,10 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use u2ad_core::cohort::{discover_bids, DiscoveryOptions};
 use u2ad_core::detect_outputs::SubjectOutputs;
 use u2ad_data::sample_file;
 use u2ad_eval::synth::{write_cohort, CohortOptions, CohortRequest, SynthConfig, ValueRange};
+use u2ad_io::cohort::{discover_bids, DiscoveryOptions};
 
 mod common;
 
@@ -76,8 +76,8 @@ fn the_intensity_baseline_finds_bright_synthetic_lesions() {
         for path in outputs.nifti_maps().iter().chain([outputs.levels_csv(), outputs.patient_json(), outputs.curve_csv(), outputs.sample_maps(), outputs.maps_figure(), outputs.curve_figure()].iter()) {
             assert!(path.is_file(), "{}", path.display());
         }
-        let anomaly = u2ad_core::volume::Volume::read(outputs.anomaly_map()).unwrap();
-        let image = u2ad_core::volume::Volume::read(&subject.image).unwrap();
+        let anomaly = u2ad_io::volume::Volume::read(outputs.anomaly_map()).unwrap();
+        let image = u2ad_io::volume::Volume::read(&subject.image).unwrap();
         image.check_same_grid(&anomaly, 1e-6).unwrap();
     }
     assert_eq!(read_csv(&detections.join("levels.csv")).len(), 4 * 6);

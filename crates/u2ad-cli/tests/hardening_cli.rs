@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 
 use sha2::{Digest, Sha256};
 use u2ad_data::sample_file;
-use u2ad_core::volume::{Volume, VoxelType};
+use u2ad_io::volume::{Volume, VoxelType};
 
 mod common;
 use common::{errsm30, s, text, tiny_model, u2ad};

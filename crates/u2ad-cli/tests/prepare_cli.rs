@@ -109,11 +109,11 @@ fn a_cohort_with_a_failing_subject_writes_nothing_unless_asked() {
     let labels = dir.path().join("bids/derivatives/labels/sub-empty/anat");
     std::fs::create_dir_all(&anat).unwrap();
     std::fs::create_dir_all(&labels).unwrap();
-    let image = u2ad_core::volume::Volume::read(sample_file("spine-t2/sub-errsm30/anat/sub-errsm30_T2w.nii.gz")).unwrap();
+    let image = u2ad_io::volume::Volume::read(sample_file("spine-t2/sub-errsm30/anat/sub-errsm30_T2w.nii.gz")).unwrap();
     std::fs::copy(&image.path, anat.join("sub-empty_T2w.nii.gz")).unwrap();
     let empty = image.data.mapv(|_| 0.0f32);
     let cord_path = labels.join("sub-empty_T2w_label-SC_seg.nii.gz");
-    image.write_like(empty.view(), u2ad_core::volume::VoxelType::UInt8, &cord_path).unwrap();
+    image.write_like(empty.view(), u2ad_io::volume::VoxelType::UInt8, &cord_path).unwrap();
     let out = dir.path().join("out.u2ds");
     let output = u2ad(&["prepare", s(&dir.path().join("bids")), "-o", s(&out), "--quiet"]);
     assert!(!output.status.success());

@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use u2ad_core::cohort::{discover_bids, DiscoveryOptions};
 use u2ad_data::sample_file;
 use u2ad_eval::synth::lesion_label_path;
-use u2ad_core::volume::{Volume, VoxelType};
+use u2ad_io::cohort::{discover_bids, DiscoveryOptions};
+use u2ad_io::volume::{Volume, VoxelType};
 
 mod common;
 use common::{s, u2ad};

@@ -22,9 +22,9 @@
 use std::path::Path;
 
 use ndarray::{s, Array2, Array3, ArrayView, ArrayView2, ArrayView3, Axis, Dimension, Zip};
+use u2ad_io::volume::Volume;
 
 use crate::error::{CoreError, Result};
-use crate::volume::Volume;
 
 /// Voxels above `threshold`, in standard (C) layout whatever the layout of `data` (a
 /// reoriented view has permuted, reversed strides).

@@ -18,9 +18,9 @@ use std::path::{Path, PathBuf};
 
 use safetensors::tensor::Dtype;
 use serde::{Deserialize, Serialize};
+use u2ad_io::tensor_file::{self, TensorFile};
 
 use crate::error::Result;
-use crate::tensor_file::{self, TensorFile};
 
 /// Side of a square sample, in pixels.
 pub const SAMPLE_SIZE: usize = 256;
@@ -190,10 +190,10 @@ impl PreparedDataset {
         }
     }
 
-    /// Every subject name valid ([`crate::names`]); `path` is the file named in the error.
+    /// Every subject name valid ([`u2ad_io::names`]); `path` is the file named in the error.
     fn check_subject_names(meta: &DatasetMeta, path: &Path) -> Result<()> {
         for subject in &meta.subjects {
-            crate::names::check_subject_id(&subject.subject, path)?;
+            u2ad_io::names::check_subject_id(&subject.subject, path)?;
         }
         Ok(())
     }
@@ -211,7 +211,7 @@ impl PreparedDataset {
             ("csf", Dtype::U8, plane, &self.csf[..]),
             ("row_segment", Dtype::U8, vec![n, SAMPLE_SIZE], &self.row_segment[..]),
         ];
-        tensor_file::write(path, &tensors, &self.meta)
+        Ok(tensor_file::write(path, &tensors, &self.meta)?)
     }
 
     /// Reads the whole file in one read.
@@ -221,7 +221,7 @@ impl PreparedDataset {
             return Err(file.error(format!(
                 "format version {} (this u2ad reads version {FORMAT_VERSION}); run `u2ad prepare` again",
                 meta.format_version
-            )));
+            )).into());
         }
         Self::check_subject_names(&meta, path)?;
         let n = meta.samples.len();

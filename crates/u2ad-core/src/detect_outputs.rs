@@ -39,20 +39,20 @@ use std::path::{Path, PathBuf};
 use ndarray::Array3;
 use safetensors::tensor::Dtype;
 use serde::{Deserialize, Serialize};
+use u2ad_io::cohort::{nifti_stem, participant_group};
+use u2ad_io::names;
+use u2ad_io::tensor_file::{self, TensorFile};
+use u2ad_io::volume::Volume;
 
 use crate::dataset::{SampleMeta, SubjectMeta, SAMPLE_PIXELS, SAMPLE_SIZE};
 use crate::error::Result;
 use crate::levels::{vertebra_name, DiscLevel};
 use crate::sample::project_to_native;
-use crate::cohort::{nifti_stem, participant_group};
-use crate::names;
 use crate::level_scores::{slice_spacing_mm, stack_scores, LevelScore, LevelScoreConfig, LevelStatistic, StackSlice};
 use crate::scoring::{
     anomaly_candidates, erode_3x3, peak_signal_ratio, score_subject, CandidateFilter, CandidateMap, PlaneShape,
     ScoringConfig, SegmentOutcome, SegmentPeak, SegmentScore, SliceMaps, SubjectScores,
 };
-use crate::tensor_file::{self, TensorFile};
-use crate::volume::Volume;
 
 // ---------------------------------------------------------------------------------------------
 // Names
@@ -76,7 +76,7 @@ pub struct SubjectOutputs {
 
 impl SubjectOutputs {
     /// Folders from the subject id (`sub-XX` or `sub-XX_ses-YY[_…]`) and the image name. The
-    /// id is checked ([`crate::names`]) and the folders must stay inside `out`, whatever the
+    /// id is checked ([`u2ad_io::names`]) and the folders must stay inside `out`, whatever the
     /// name and whatever symbolic links `out` already holds.
     pub fn new(out: &Path, subject: &str, image: &Path) -> Result<SubjectOutputs> {
         names::check_subject_id(subject, image)?;
@@ -241,7 +241,7 @@ struct MapsHeader {
 impl SubjectMaps {
     /// Writes the file atomically (safetensors: `image`, `mean`, `epistemic`, `aleatoric` f32
     /// N x 256 x 256; `roi`, `cord` u8 N x 256 x 256; `row_segment` u8 N x 256; metadata `u2ad`).
-    pub fn write(&self, path: &Path) -> Result<()> {
+    pub fn write(&self, path: &Path) -> u2ad_io::Result<()> {
         let n = self.samples.len();
         let floats = |f: &dyn Fn(&SampleResult) -> &Vec<f32>| -> Vec<u8> {
             tensor_file::f32_bytes(self.samples.iter().flat_map(|s| f(s).iter()))
@@ -276,7 +276,7 @@ impl SubjectMaps {
     pub fn read(path: &Path) -> Result<SubjectMaps> {
         let (file, header): (_, MapsHeader) = TensorFile::read(path, "sample maps", "u2ad detect")?;
         if header.format_version != SAMPLE_MAPS_VERSION || header.passes.len() != header.samples.len() {
-            return Err(file.error(format!("format version {} (expected {SAMPLE_MAPS_VERSION})", header.format_version)));
+            return Err(file.error(format!("format version {} (expected {SAMPLE_MAPS_VERSION})", header.format_version)).into());
         }
         let n = header.samples.len();
         let plane = [n, SAMPLE_SIZE, SAMPLE_SIZE];
@@ -453,7 +453,7 @@ pub fn map_grid(subject: &SubjectMeta) -> Result<Volume> {
         let pixel_mm = subject.spacing_mm[0];
         return Ok(Volume::sample_grid(&subject.image_path, SAMPLE_SIZE, SAMPLE_SIZE, pixel_mm));
     }
-    Volume::read(&subject.image_path)
+    Ok(Volume::read(&subject.image_path)?)
 }
 
 /// Projects every sample's maps onto the native grid of `reference` (the subject's image).

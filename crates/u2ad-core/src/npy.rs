@@ -11,6 +11,7 @@
 use std::path::Path;
 
 use ndarray::{Array2, Array3, Axis};
+use u2ad_io::error::FileError;
 
 use crate::anatomy::connected_components_2d;
 use crate::dataset::{PreparedSample, SampleMeta, SubjectMeta, SAMPLE_SIZE};
@@ -48,7 +49,7 @@ impl ClinicalSlice {
         }
         if array.iter().any(|v| !v.is_finite()) {
             let count = array.iter().filter(|v| !v.is_finite()).count();
-            return Err(CoreError::NonFinite { path: path.to_path_buf(), count });
+            return Err(FileError::NonFinite { path: path.to_path_buf(), count }.into());
         }
         Ok(ClinicalSlice {
             image: array.index_axis(Axis(0), 0).mapv(|v| v as f32),

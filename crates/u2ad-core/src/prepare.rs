@@ -3,13 +3,14 @@
 
 use std::path::PathBuf;
 
+use u2ad_io::cohort::SubjectFiles;
+use u2ad_io::volume::{check_sagittal, Volume};
+
 use crate::anatomy::{derive_csf, dilate_3d, erode_3d, load_cord_mask, load_csf_mask, Centreline, Neighbourhood3d};
-use crate::cohort::SubjectFiles;
 use crate::dataset::{PreparedSample, SubjectMeta, SAMPLE_SIZE};
 use crate::error::{CoreError, Result};
 use crate::levels::{load_levels_report, DiscLevel, LevelConvention};
 use crate::sample::{preprocess_subject, CanonicalSubject, IntensityWindow, PreprocessConfig};
-use crate::volume::{check_sagittal, Volume};
 
 /// How to prepare a subject.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -14,11 +14,11 @@
 //! - every sample keeps the affine from its pixels to native voxel indices.
 
 use ndarray::{Array2, Array3, ArrayView3, Axis};
+use u2ad_io::volume::Reorientation;
 
 use crate::dataset::{PreparedSample, SampleMeta, SAMPLE_PIXELS, SAMPLE_SIZE};
 use crate::levels::LevelMap;
 use crate::resample;
-use crate::volume::Reorientation;
 
 /// Preprocessing settings (the defaults are the paper's).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

@@ -18,8 +18,9 @@ use u2ad_core::levels::{
     LevelMap, PAM50_DISC_DEPTH_MM, PAM50_VERTEBRA_DEPTH_MM,
 };
 use u2ad_data::sample_file;
-use u2ad_core::volume::{Volume, VoxelType};
 use u2ad_core::CoreError;
+use u2ad_io::error::FileError;
+use u2ad_io::volume::{Volume, VoxelType};
 
 fn image_path(subject: &str) -> PathBuf {
     sample_file(format!("spine-t2/sub-{subject}/anat/sub-{subject}_T2w.nii.gz"))
@@ -120,7 +121,7 @@ fn empty_cord_and_bad_grids_are_errors_naming_the_file() {
     assert!(matches!(cord_mask(&Volume::read(&empty).unwrap()), Err(CoreError::EmptyMask { .. })));
     // A mask on another grid.
     let err = load_cord_mask(&label_path("errsm11", "label-SC_seg"), &s.image).unwrap_err();
-    assert!(matches!(err, CoreError::GridMismatch { .. }), "{err}");
+    assert!(matches!(err, CoreError::File(FileError::GridMismatch { .. })), "{err}");
     assert!(err.to_string().contains("sub-errsm11_T2w_label-SC_seg.nii.gz"), "{err}");
 }
 

@@ -4,7 +4,6 @@
 //! keeps them, and so does one more voxel of lateral erosion; leaving out the cord voxels as bright
 //! as CSF and connected to it does not.
 
-use u2ad_core::cohort::{discover_bids, DiscoveryOptions};
 use u2ad_core::cord_depth::PartialVolumeDepth;
 use u2ad_core::level_scores::{level_scores, slice_spacing_mm, LevelScoreConfig, LevelStatistic, StackSlice};
 use u2ad_core::levels::DiscLevel;
@@ -12,6 +11,7 @@ use u2ad_data::sample_file;
 use u2ad_core::prepare::{prepare_subject, PrepareOptions};
 use u2ad_core::scoring::PlaneShape;
 use u2ad_core::scoring_region::stack_depth;
+use u2ad_io::cohort::{discover_bids, DiscoveryOptions};
 
 fn prepared(name: &str, cord_offset_voxels: i32) -> u2ad_core::prepare::PreparedSubject {
     let files = discover_bids(&sample_file("spine-t2"), &DiscoveryOptions::default())

@@ -4,12 +4,12 @@
 use std::path::Path;
 
 use ndarray::Array3;
-use u2ad_core::cohort::{discover_bids, DiscoveryOptions, SubjectFiles};
 use u2ad_core::dataset::{SAMPLE_PIXELS, SAMPLE_SIZE};
 use u2ad_data::sample_file;
 use u2ad_core::prepare::{prepare_subject, PrepareOptions, PreparedSubject};
 use u2ad_core::sample::project_to_native;
-use u2ad_core::volume::Volume;
+use u2ad_io::cohort::{discover_bids, DiscoveryOptions, SubjectFiles};
+use u2ad_io::volume::{Volume, VoxelType};
 
 fn subject(name: &str) -> SubjectFiles {
     discover_bids(&sample_file("spine-t2"), &DiscoveryOptions::default())
@@ -135,4 +135,28 @@ fn the_same_anatomy_gives_the_same_samples_whatever_the_file_orientation() {
     }
     assert_eq!(native.samples[0].image.len(), SAMPLE_PIXELS);
     assert_eq!(native.samples[0].row_segment.len(), SAMPLE_SIZE);
+}
+
+const ERRSM30_CORD: &str = "spine-t2/derivatives/labels/sub-errsm30/anat/sub-errsm30_T2w_label-SC_seg.nii.gz";
+
+/// A constant T2 image (all zero, or any one value) has nothing to detect: prepare refuses it,
+/// with one line naming the file.
+#[test]
+fn constant_image_is_refused_by_prepare() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = Volume::read(sample_file("spine-t2/sub-errsm30/anat/sub-errsm30_T2w.nii.gz")).unwrap();
+    for value in [0.0f32, 812.5] {
+        let path = dir.path().join(format!("sub-flat{value}_T2w.nii.gz"));
+        v.write_like(Array3::from_elem(v.data.raw_dim(), value).view(), VoxelType::Float32, &path).unwrap();
+        let files = SubjectFiles {
+            subject: "sub-flat".into(),
+            image: path.clone(),
+            cord_mask: Some(sample_file(ERRSM30_CORD)),
+            csf_mask: None,
+            levels: None,
+        };
+        let msg = prepare_subject(&files, &PrepareOptions::default()).unwrap_err().to_string();
+        assert!(msg.contains(&*path.file_name().unwrap().to_string_lossy()) && !msg.contains('\n'), "{msg}");
+        assert!(msg.ends_with(&format!("the image is constant (every voxel is {value}): nothing to detect")), "{msg}");
+    }
 }

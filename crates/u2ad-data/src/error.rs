@@ -11,6 +11,9 @@ pub enum DataError {
     Io { path: PathBuf, error: std::io::Error },
     #[error("{path}: {detail}")]
     Input { path: PathBuf, detail: String },
+    /// Writing a downloaded file in place (u2ad-io's atomic writer).
+    #[error(transparent)]
+    File(#[from] u2ad_io::FileError),
 }
 
 impl DataError {

@@ -12,10 +12,10 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
+use u2ad_io::staging::write_file_atomically;
 
 use crate::error::{DataError, Result};
 use crate::locate::{cached_data_dir, is_complete, COMPLETE_MARKER};
@@ -104,25 +104,6 @@ pub fn sha256_of_file(path: &Path) -> Result<String> {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Writes `bytes` under a temporary name beside `path` (`.tmp-<pid>-<n>-<name>`) and renames it
-/// onto `path`, so that a failure never leaves a half-written file (u2ad-core's
-/// `staging::write_file_atomically`, with the same messages; this crate depends on no other).
-fn write_file_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    static COUNTER: AtomicUsize = AtomicUsize::new(0);
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or_else(|| Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| DataError::input(dir, format!("cannot create the output folder: {e}")))?;
-    let name = path.file_name().ok_or_else(|| DataError::input(path, "output path has no file name"))?;
-    let unique = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let tmp = dir.join(format!(".tmp-{}-{}-{}", std::process::id(), unique, name.to_string_lossy()));
-    let written = std::fs::write(&tmp, bytes).map_err(|e| DataError::io(path, e)).and_then(|()| {
-        std::fs::rename(&tmp, path).map_err(|e| DataError::input(path, format!("cannot write file: {e}")))
-    });
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written
 }
 
 /// What [`fetch_files`] did.

@@ -4,8 +4,8 @@
 //! `clinical-slices/`) is looked for in `$U2AD_DATA`, then in `shared/data` beside the project,
 //! then in the download cache ([`locate`]). When it is in none of them, `u2ad demo` and the tests
 //! download it into the cache: the public files listed with their sha256 in `data/SOURCES.tsv`,
-//! each checked against its hash before it is put in place ([`fetch`]). It depends on no other
-//! u2ad crate, so every crate's tests can use it.
+//! each checked against its hash before it is put in place ([`fetch`]) with u2ad-io's atomic
+//! writer. It depends on no u2ad crate but u2ad-io, so every crate's tests can use it.
 
 pub mod error;
 pub mod fetch;

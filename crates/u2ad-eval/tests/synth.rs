@@ -5,11 +5,11 @@
 use std::sync::OnceLock;
 
 use ndarray::{Array3, ArrayView3, Zip};
-use u2ad_core::cohort::{discover_bids, DiscoveryOptions};
 use u2ad_core::levels::DiscLevel;
 use u2ad_data::sample_file;
 use u2ad_core::npy::ClinicalSlice;
 use u2ad_eval::synth::*;
+use u2ad_io::cohort::{discover_bids, DiscoveryOptions};
 
 fn load(subject: &str) -> SourceScan {
     let options = DiscoveryOptions { include: vec![subject.to_string()], ..Default::default() };

@@ -25,10 +25,10 @@
 use std::time::Instant;
 
 use burn::backend::Flex;
-use u2ad_core::cohort::{discover_bids, DiscoveryOptions};
 use u2ad_core::dataset::PreparedSample;
 use u2ad_core::prepare::{prepare_subject, PrepareOptions};
 use u2ad_core::scoring::{erode_3x3, PlaneShape};
+use u2ad_io::cohort::{discover_bids, DiscoveryOptions};
 use u2ad_model::{mc_inference, MaskedAutoencoder, McConfig, McSchedule, McSlice, ModelConfig};
 
 fn env_usize(name: &str, default: usize) -> usize {

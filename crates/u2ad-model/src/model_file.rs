@@ -58,7 +58,7 @@ pub fn save_model<B: Backend>(
 ) -> Result<(), InteropError> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or_else(|| Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| error(dir, e.to_string()))?;
-    let tmp = u2ad_core::staging::temporary_sibling(path).map_err(|e| error(path, e.to_string()))?;
+    let tmp = u2ad_io::staging::temporary_sibling(path).map_err(|e| error(path, e.to_string()))?;
     let config_json = serde_json::to_string(config).expect("model config serialises");
     let mut store = SafetensorsStore::from_file(&tmp)
         .overwrite(true)

@@ -15,7 +15,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use u2ad_core::staging::write_file_atomically;
+use u2ad_io::staging::write_file_atomically;
 
 /// A stage of training.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

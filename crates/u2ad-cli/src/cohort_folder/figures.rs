@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use u2ad_core::dataset::SAMPLE_SIZE;
 use u2ad_core::detect_outputs::{vertebra_lines, SampleResult};
 use u2ad_core::scoring::SubjectDecision;
-use u2ad_core::staging::StagedWrites;
+use u2ad_io::staging::StagedWrites;
 use u2ad_report::figures::{curve_figure, format_value, maps_figure, CurveData, LevelSpan, OverlayLimits, RowLine, SliceMaps};
 use u2ad_report::html::ReportFigure;
 

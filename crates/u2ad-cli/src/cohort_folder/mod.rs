@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use u2ad_core::dataset::SubjectMeta;
 use u2ad_core::detect_outputs::{MapScoring, SampleResult, ScoredSubject, SubjectMaps, SubjectOutputs};
 use u2ad_core::scoring::{call_cohort, CallConfig, CandidateMap, SubjectDecision, SubjectScores};
-use u2ad_core::staging::StagedWrites;
+use u2ad_io::staging::StagedWrites;
 use u2ad_report::html::FigureMode;
 
 use crate::commands::Context;

@@ -3,7 +3,7 @@
 
 use u2ad_core::detect_outputs::QC_REPORT_HTML;
 use u2ad_core::scoring::{CallConfig, FalsePositiveScope, IndeterminateReason, LevelPooling, SegmentCall, SubjectDecision, Threshold};
-use u2ad_core::staging::StagedWrites;
+use u2ad_io::staging::StagedWrites;
 use u2ad_report::html::{render_report, Report, ReportFigure, ReportLevel, ReportSubject};
 
 use super::tables::{CallSummary, LevelCsvRow, PatientCsvRow};

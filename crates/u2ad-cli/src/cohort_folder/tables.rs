@@ -8,7 +8,7 @@ use u2ad_core::dataset::SAMPLE_SIZE;
 use u2ad_core::detect_outputs::{COHORT_LEVELS_CSV, COHORT_PATIENTS_CSV, DATASET_DESCRIPTION};
 use u2ad_core::levels::DiscLevel;
 use u2ad_core::scoring::{level_rows, PatientCall, SegmentCall, SubjectDecision};
-use u2ad_core::staging::StagedWrites;
+use u2ad_io::staging::StagedWrites;
 
 use super::{CohortFolder, SubjectResult};
 use crate::sidecar::{command_line, stage_sidecar};
@@ -59,7 +59,7 @@ struct CurveCsvRow {
 }
 
 /// The rows as CSV with a header; a text cell a spreadsheet would run as a formula is escaped
-/// ([`u2ad_core::names::csv_cell`]).
+/// ([`u2ad_io::names::csv_cell`]).
 pub fn csv_bytes<T: Serialize>(rows: &[T]) -> anyhow::Result<Vec<u8>> {
     let mut plain = csv::Writer::from_writer(Vec::new());
     for row in rows {
@@ -69,7 +69,7 @@ pub fn csv_bytes<T: Serialize>(rows: &[T]) -> anyhow::Result<Vec<u8>> {
     let mut reader = csv::ReaderBuilder::new().has_headers(false).from_reader(&plain[..]);
     let mut escaped = csv::Writer::from_writer(Vec::new());
     for record in reader.records() {
-        escaped.write_record(record?.iter().map(|cell| u2ad_core::names::csv_cell(cell).into_owned()))?;
+        escaped.write_record(record?.iter().map(|cell| u2ad_io::names::csv_cell(cell).into_owned()))?;
     }
     escaped.into_inner().map_err(|e| anyhow::anyhow!("{e}"))
 }

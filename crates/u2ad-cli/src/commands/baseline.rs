@@ -22,13 +22,14 @@ use u2ad_eval::baseline::{
     intensity_baseline, intensity_percentile_baseline, BaselineError, CohortSubject, IntensityBaselineConfig,
     IntensityPercentileConfig,
 };
-use u2ad_core::cohort::{discover_bids, DiscoveryOptions};
 use u2ad_core::dataset::{PreparedDataset, PreparedSample, SubjectMeta};
 use u2ad_core::detect_outputs::{map_grid, native_maps, score_maps, MapScoring, ScoredSubject, SubjectMaps, SubjectOutputs, QC_REPORT_HTML};
 use u2ad_core::prepare::{prepare_subject, PrepareOptions};
 use u2ad_core::level_scores::LevelScoreConfig;
 use u2ad_core::scoring::{CallConfig, UncertaintyGate};
-use u2ad_core::volume::VoxelType;
+use u2ad_io::cohort::{discover_bids, DiscoveryOptions};
+use u2ad_io::staging::StagedWrites;
+use u2ad_io::volume::VoxelType;
 
 use super::call_args::{CallArgs, SliceArgs};
 use crate::cohort_folder::{merged, write_cohort, CohortFolder, SubjectResult};
@@ -36,7 +37,6 @@ use super::prepare::SubjectArgs;
 use super::Context;
 use crate::progress;
 use crate::sidecar::stage_sidecar;
-use u2ad_core::staging::StagedWrites;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum BaselineMethod {

@@ -14,9 +14,9 @@ use clap::Args;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use u2ad_core::detect_outputs::{score_maps, MapScoring, SubjectMaps, SubjectOutputs, QC_REPORT_HTML};
-use u2ad_core::names::printable;
 use u2ad_core::scoring::{CallConfig, PatientCall};
-use u2ad_core::staging::write_file_atomically;
+use u2ad_io::names::printable;
+use u2ad_io::staging::write_file_atomically;
 use u2ad_report::html::FigureMode;
 
 use super::call_args::MapCallArgs;

@@ -28,9 +28,9 @@ use std::time::Instant;
 use anyhow::{bail, Context as _};
 use clap::{Args, Parser};
 use serde_json::json;
-use u2ad_core::cohort::{discover_bids, DiscoveryOptions};
 use u2ad_eval::evaluate::{discover_truth, headline_markdown, EvaluationSettings, MethodEvaluation};
 use u2ad_eval::synth::{write_cohort, CohortOptions, CohortRequest, SynthConfig, ValueRange};
+use u2ad_io::cohort::{discover_bids, DiscoveryOptions};
 use u2ad_model::train::TrainingConfig;
 use u2ad_model::MaskingStrategy;
 use u2ad_report::demo_page::{render_demo_page, DemoEstimate, DemoPage, DemoRow};
@@ -146,7 +146,7 @@ fn ablation_config(base: &TrainingConfig, eu: MaskingStrategy, au: MaskingStrate
 }
 
 fn write_text(path: &Path, text: &str) -> anyhow::Result<()> {
-    u2ad_core::staging::write_file_atomically(path, text.as_bytes())?;
+    u2ad_io::staging::write_file_atomically(path, text.as_bytes())?;
     Ok(())
 }
 

@@ -14,7 +14,7 @@ use u2ad_eval::evaluate::{
     SubjectResult, TruthSubject,
 };
 use u2ad_eval::metrics::{BootstrapConfig, LabelledScores};
-use u2ad_core::staging::write_file_atomically;
+use u2ad_io::staging::write_file_atomically;
 
 use super::Context;
 use crate::sidecar::write_sidecar;

@@ -6,11 +6,11 @@ use anyhow::{bail, Context as _};
 use clap::Args;
 use rayon::prelude::*;
 use serde_json::json;
-use u2ad_core::cohort::{discover_bids, DiscoveryOptions, LabelSuffixes, SubjectFiles};
 use u2ad_core::dataset::PreparedDataset;
 use u2ad_core::levels::LevelConvention;
 use u2ad_core::npy::ClinicalSlice;
 use u2ad_core::prepare::{prepare_subject, PrepareOptions, PreparedSubject};
+use u2ad_io::cohort::{discover_bids, DiscoveryOptions, LabelSuffixes, SubjectFiles};
 
 use super::Context;
 use crate::progress;
@@ -116,7 +116,7 @@ fn parse_convention(name: &str) -> Result<LevelConvention, String> {
 }
 
 fn subject_name_of(image: &Path) -> String {
-    let stem = u2ad_core::cohort::nifti_stem(image);
+    let stem = u2ad_io::cohort::nifti_stem(image);
     stem.strip_suffix("_T2w").unwrap_or(&stem).to_string()
 }
 
@@ -129,7 +129,7 @@ pub(crate) enum Inputs {
 pub(crate) fn find_inputs(input: Option<&PathBuf>, args: &ScanInputs) -> anyhow::Result<Inputs> {
     if let Some(image) = &args.image {
         let subject = args.subject.clone().unwrap_or_else(|| subject_name_of(image));
-        if let Some(problem) = u2ad_core::names::subject_id_problem(&subject) {
+        if let Some(problem) = u2ad_io::names::subject_id_problem(&subject) {
             match args.subject {
                 Some(_) => bail!("--subject: {problem}"),
                 None => bail!("{}: {problem} (taken from the file name; give --subject)", image.display()),
@@ -189,7 +189,7 @@ pub fn read_slices(paths: &[PathBuf]) -> Vec<(String, Result<PreparedSubject, u2
         .iter()
         .map(|path| {
             let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-            let result = u2ad_core::names::check_subject_id(&name, path).and_then(|()| ClinicalSlice::read(path)).map(|slice| {
+            let result = u2ad_io::names::check_subject_id(&name, path).map_err(Into::into).and_then(|()| ClinicalSlice::read(path)).map(|slice| {
                 let (meta, sample) = slice.into_prepared(&name, path);
                 PreparedSubject { meta, samples: vec![sample] }
             });
@@ -236,7 +236,7 @@ pub fn run(args: PrepareArgs, context: &Context) -> anyhow::Result<()> {
         return Err(failures.remove(0).1.into());
     }
     for (name, error) in &failures {
-        eprintln!("u2ad: {}: {}", u2ad_core::names::printable(name), u2ad_core::names::printable(&error.to_string()));
+        eprintln!("u2ad: {}: {}", u2ad_io::names::printable(name), u2ad_io::names::printable(&error.to_string()));
     }
     if !failures.is_empty() && !args.skip_failed {
         bail!(

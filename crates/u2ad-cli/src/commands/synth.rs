@@ -5,9 +5,9 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::Args;
-use u2ad_core::cohort::{discover_bids, DiscoveryOptions};
 use u2ad_core::levels::DiscLevel;
 use u2ad_eval::synth::{parse_disc_level, write_cohort, CohortOptions, CohortRequest, SynthConfig, ValueRange};
+use u2ad_io::cohort::{discover_bids, DiscoveryOptions};
 
 use super::prepare::SubjectArgs;
 use super::Context;

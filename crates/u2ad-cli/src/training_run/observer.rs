@@ -46,7 +46,7 @@ impl TrainingObserver for ProgressObserver {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(io)?;
         }
-        u2ad_core::staging::write_file_atomically(path, text.as_bytes()).map_err(|e| TrainError::Data(e.to_string()))?;
+        u2ad_io::staging::write_file_atomically(path, text.as_bytes()).map_err(|e| TrainError::Data(e.to_string()))?;
         self.total_epochs = total_epochs;
         self.steps = steps_per_epoch;
         let remaining = (total_epochs.saturating_sub(start_epoch) * steps_per_epoch) as u64;

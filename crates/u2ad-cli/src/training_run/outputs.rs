@@ -76,10 +76,10 @@ fn uncertainty_figure(out: &Path, data: &LoadedData, maps: &UncertaintyMaps, k: 
     })
 }
 
-/// Draws a figure through `draw`, written atomically ([`u2ad_core::staging::write_atomically`]:
+/// Draws a figure through `draw`, written atomically ([`u2ad_io::staging::write_atomically`]:
 /// a failure leaves no partial figure).
 fn write_figure(path: &Path, draw: impl FnOnce(&Path) -> Result<(), FigureError>) -> anyhow::Result<()> {
-    u2ad_core::staging::write_atomically(path, |tmp| draw(tmp).map_err(|e| u2ad_core::error::CoreError::input(path, e.to_string())))
+    u2ad_io::staging::write_atomically(path, |tmp| draw(tmp).map_err(|e| u2ad_io::FileError::input(path, e.to_string())))
         .with_context(|| format!("{}: cannot write the figure", path.display()))
 }
 

@@ -6,10 +6,10 @@ use std::path::Path;
 
 use ndarray::ArrayView3;
 use serde::{Deserialize, Serialize};
+use u2ad_io::volume::Volume;
 
 use crate::anatomy::Centreline;
 use crate::error::{CoreError, Result};
-use crate::volume::Volume;
 
 use super::*;
 use super::labels::*;

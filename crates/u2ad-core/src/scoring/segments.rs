@@ -110,7 +110,7 @@ pub struct SubjectScores {
     /// an EU map (levels without such pixels are absent).
     pub segment_mean_eu: BTreeMap<DiscLevel, f64>,
     /// The participant the scan belongs to: calibration leaves out every subject of the same
-    /// group (the subject's own name unless set, e.g. by [`crate::cohort::participant_group`]).
+    /// group (the subject's own name unless set, e.g. by [`u2ad_io::cohort::participant_group`]).
     pub group: String,
     /// Scores of the cord in view above the first and below the last level (3-D level scores
     /// only; empty for the curve peak).

@@ -6,17 +6,17 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
+use u2ad_io::cohort::participant_group;
+use u2ad_io::volume::{Volume, GRID_TOLERANCE_MM};
 
 use super::detections::{read_detection_tables, DetectionTables, LevelCall};
 use super::truth::{LesionRecord, TruthSubject};
 use u2ad_core::anatomy::{erode_3d, Neighbourhood3d};
-use u2ad_core::cohort::participant_group;
 use u2ad_core::dataset::SAMPLE_SIZE;
 use u2ad_core::detect_outputs::{SubjectMaps, SubjectOutputs, COHORT_LEVELS_CSV, COHORT_PATIENTS_CSV};
 use u2ad_core::error::{CoreError, Result};
 use u2ad_core::levels::DiscLevel;
 use crate::metrics::ConfusionCounts;
-use u2ad_core::volume::{Volume, GRID_TOLERANCE_MM};
 
 /// One disc-level segment of one subject.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -4,9 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
+use u2ad_io::cohort::{discover_bids, nifti_stem, DiscoveryOptions};
 
 use super::{LESION_SUFFIX, MANIFEST_NAMES};
-use u2ad_core::cohort::{discover_bids, nifti_stem, DiscoveryOptions};
 use u2ad_core::error::{CoreError, Result};
 
 /// One lesion of the manifest.

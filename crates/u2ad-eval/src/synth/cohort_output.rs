@@ -5,11 +5,12 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
+use u2ad_io::cohort::SubjectFiles;
+
 use super::plan::{plan_cohort, CohortOptions, PlannedSubject};
 use super::source::SourceScan;
 use super::subject_output::{io_error, make_subject, SynthRecord};
 use super::GROUND_TRUTH_ALPHA;
-use u2ad_core::cohort::SubjectFiles;
 use u2ad_core::error::{CoreError, Result};
 
 /// Columns of `synth_manifest.tsv`, one row per lesion (one row with `n/a` lesion fields for a

@@ -7,9 +7,9 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
+use u2ad_io::cohort::SubjectFiles;
 
 use super::config::SynthConfig;
-use u2ad_core::cohort::SubjectFiles;
 use u2ad_core::error::Result;
 use u2ad_core::levels::LevelConvention;
 

@@ -3,15 +3,15 @@
 
 use ndarray::Array3;
 use serde::{Deserialize, Serialize};
+use u2ad_io::cohort::SubjectFiles;
+use u2ad_io::volume::{check_sagittal, Volume};
 
 use super::frame::CordFrame;
 use super::noise::{estimate_noise, NoiseEstimate, NoiseModel};
 use super::{CORD_END_MARGIN_MM, MIN_NOISE_VOXELS};
 use u2ad_core::anatomy::{derive_csf, erode_3d, load_cord_mask, load_csf_mask, Centreline, Neighbourhood3d};
-use u2ad_core::cohort::SubjectFiles;
 use u2ad_core::error::{CoreError, Result};
 use u2ad_core::levels::{load_levels, DiscLevel, LevelConvention, LevelMap};
-use u2ad_core::volume::{check_sagittal, Volume};
 
 /// A healthy scan with everything synthesis needs, in canonical (RAS+) order.
 #[derive(Debug, Clone)]

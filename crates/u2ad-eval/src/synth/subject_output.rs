@@ -5,6 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use u2ad_io::cohort::nifti_stem;
+use u2ad_io::volume::{Volume, VoxelType};
 
 use super::draw::draw_lesions;
 use super::lesion::PlacedLesion;
@@ -12,9 +14,7 @@ use super::plan::{subject_rng, CohortOptions, PlannedSubject};
 use super::source::SourceScan;
 use super::synthesis::synthesise;
 use super::LESION_LABEL_SUFFIX;
-use u2ad_core::cohort::nifti_stem;
 use u2ad_core::error::{CoreError, Result};
-use u2ad_core::volume::{Volume, VoxelType};
 
 /// What was written for one synthetic subject.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

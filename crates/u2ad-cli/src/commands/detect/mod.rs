@@ -26,6 +26,7 @@ use serde::Serialize;
 use u2ad_core::dataset::SAMPLE_SIZE;
 use u2ad_core::detect_outputs::QC_REPORT_HTML;
 use u2ad_core::scoring::{PatientCall, Polarity};
+use u2ad_io::names::printable;
 
 use super::calibrate::{parse_shard, write_calls, write_shard_record, MapRun, Shard, ShardRecord, ShardSubject};
 use super::call_args::MapCallArgs;
@@ -34,7 +35,6 @@ use super::prepare::ScanInputs;
 use super::Context;
 use crate::device::{parse_device, DeviceChoice};
 use crate::progress;
-use u2ad_core::names::printable;
 
 mod settings;
 mod subjects;

@@ -8,15 +8,15 @@ use std::time::Instant;
 use anyhow::bail;
 use burn::tensor::backend::Backend;
 use serde_json::{json, Value};
-use u2ad_core::cohort::SubjectFiles;
 use u2ad_core::dataset::{PreparedDataset, PreparedSample, SubjectMeta};
 use u2ad_core::detect_outputs::{
     map_grid, native_maps, score_maps, sidecar_of, slice_seed, SampleResult, SubjectMaps, SubjectOutputs,
 };
 use u2ad_core::prepare::prepare_subject;
 use u2ad_core::scoring::Polarity;
-use u2ad_core::staging::StagedWrites;
-use u2ad_core::volume::VoxelType;
+use u2ad_io::cohort::SubjectFiles;
+use u2ad_io::staging::StagedWrites;
+use u2ad_io::volume::VoxelType;
 use u2ad_model::{mc_inference, MaskedAutoencoder, McSlice};
 
 use super::settings::Run;

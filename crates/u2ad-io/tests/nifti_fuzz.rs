@@ -21,7 +21,7 @@ use nifti::writer::WriterOptions;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use u2ad_data::sample_file;
-use u2ad_core::volume::{read_header, Volume, VoxelType, GZIP_MARGIN_BYTES};
+use u2ad_io::volume::{read_header, Volume, VoxelType, GZIP_MARGIN_BYTES};
 
 /// Counts the bytes allocated now and their peak (this test binary holds one test, so the peak
 /// is that of the read under test).

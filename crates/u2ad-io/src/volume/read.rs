@@ -9,7 +9,7 @@ use nifti::NiftiHeader;
 
 use super::header::{check_layout, fixed_zooms_warning, parse_header, scaling, Layout, NIFTI1_HEADER_BYTES};
 use super::{header_affine, Volume, VoxelType};
-use crate::error::{CoreError, Result};
+use crate::error::{FileError, Result};
 
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 /// How far a gzip stream may inflate beyond the size its header declares (trailing bytes) before
@@ -21,7 +21,7 @@ pub const GZIP_MARGIN_BYTES: usize = 1 << 20;
 /// size that header declares plus [`GZIP_MARGIN_BYTES`], so that a gzip bomb is refused before it
 /// is inflated in full; a stream read to its end has its checksum verified.
 fn read_checked(path: &Path) -> Result<(Vec<u8>, NiftiHeader, Layout)> {
-    let raw = std::fs::read(path).map_err(|e| CoreError::io(path, e))?;
+    let raw = std::fs::read(path).map_err(|e| FileError::io(path, e))?;
     if !raw.starts_with(&GZIP_MAGIC) {
         let header = parse_header(&raw, path)?;
         let layout = check_layout(&header, path)?;
@@ -41,7 +41,7 @@ fn read_checked(path: &Path) -> Result<(Vec<u8>, NiftiHeader, Layout)> {
     }
     inflate_up_to(&mut stream, limit.saturating_add(1), &mut bytes, path)?;
     if bytes.len() > limit {
-        return Err(CoreError::input(
+        return Err(FileError::input(
             path,
             format!(
                 "the gzip stream inflates beyond the {declared} bytes its header declares (a corrupt or hostile file)"
@@ -67,9 +67,9 @@ fn gzip_trailer_size(raw: &[u8]) -> usize {
 
 /// Reads the first `limit` bytes of a file (gunzipped when it is gzip).
 fn read_file_prefix(path: &Path, limit: usize) -> Result<Vec<u8>> {
-    let mut file = std::fs::File::open(path).map_err(|e| CoreError::io(path, e))?;
+    let mut file = std::fs::File::open(path).map_err(|e| FileError::io(path, e))?;
     let mut magic = Vec::with_capacity(2);
-    (&mut file).take(2).read_to_end(&mut magic).map_err(|e| CoreError::io(path, e))?;
+    (&mut file).take(2).read_to_end(&mut magic).map_err(|e| FileError::io(path, e))?;
     let mut out = Vec::with_capacity(limit);
     if magic == GZIP_MAGIC {
         let reader = std::io::Cursor::new(magic).chain(std::io::BufReader::new(file));
@@ -77,17 +77,17 @@ fn read_file_prefix(path: &Path, limit: usize) -> Result<Vec<u8>> {
         decoder.read_to_end(&mut out).map_err(|e| gzip_error(path, e))?;
     } else {
         out.extend_from_slice(&magic);
-        file.take(limit.saturating_sub(2) as u64).read_to_end(&mut out).map_err(|e| CoreError::io(path, e))?;
+        file.take(limit.saturating_sub(2) as u64).read_to_end(&mut out).map_err(|e| FileError::io(path, e))?;
     }
     Ok(out)
 }
 
-fn gzip_error(path: &Path, err: std::io::Error) -> CoreError {
+fn gzip_error(path: &Path, err: std::io::Error) -> FileError {
     let reason = match err.kind() {
         std::io::ErrorKind::UnexpectedEof => "the gzip stream ends early".to_string(),
         _ => err.to_string(),
     };
-    CoreError::Truncated { path: path.to_path_buf(), reason }
+    FileError::Truncated { path: path.to_path_buf(), reason }
 }
 
 /// Reads the header only (cheap: grids can be compared before any data is decoded).
@@ -133,7 +133,7 @@ impl Volume {
     /// Reads a `.nii` or `.nii.gz` 3-D image (or 4-D with one volume) as nibabel reads it: the
     /// voxel values after `scl_slope`/`scl_inter`, the affine of `get_best_affine`. Gzip is
     /// recognised by its magic bytes, not the file name. Every problem with the file is a
-    /// one-line [`CoreError`] naming it; voxels that are NaN or infinite are an error.
+    /// one-line [`FileError`] naming it; voxels that are NaN or infinite are an error.
     pub fn read(path: impl AsRef<Path>) -> Result<Volume> {
         let path = path.as_ref();
         let (bytes, header, layout) = read_checked(path)?;
@@ -145,7 +145,7 @@ impl Volume {
 
         let available = bytes.len().saturating_sub(layout.offset);
         if available < layout.nbytes {
-            return Err(CoreError::Truncated {
+            return Err(FileError::Truncated {
                 path: path.to_path_buf(),
                 reason: format!(
                     "{:?} {:?} voxels need {} bytes of data from byte {}, the file holds {}",
@@ -168,10 +168,10 @@ impl Volume {
         }
         drop(values);
         let data = Array3::from_shape_vec(layout.shape, standard)
-            .map_err(|e| CoreError::NotNifti { path: path.to_path_buf(), reason: e.to_string() })?;
+            .map_err(|e| FileError::NotNifti { path: path.to_path_buf(), reason: e.to_string() })?;
         let non_finite = data.iter().filter(|v| !v.is_finite()).count();
         if non_finite > 0 {
-            return Err(CoreError::NonFinite { path: path.to_path_buf(), count: non_finite });
+            return Err(FileError::NonFinite { path: path.to_path_buf(), count: non_finite });
         }
         Ok(Volume { data, affine, header, voxel_type: layout.voxel_type, path: path.to_path_buf() })
     }

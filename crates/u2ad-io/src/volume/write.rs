@@ -8,7 +8,7 @@ use nifti::NiftiHeader;
 
 use super::header::NIFTI1_MIN_VOX_OFFSET;
 use super::{Affine, Volume, VoxelType};
-use crate::error::{CoreError, Result};
+use crate::error::{FileError, Result};
 use crate::staging::write_atomically;
 
 impl Volume {
@@ -56,7 +56,7 @@ impl Volume {
     /// types round and saturate. `path` must end in `.nii` or `.nii.gz` (gzip).
     pub fn write_like(&self, data: ArrayView3<'_, f32>, voxel_type: VoxelType, path: &Path) -> Result<()> {
         if data.shape() != self.data.shape() {
-            return Err(CoreError::input(
+            return Err(FileError::input(
                 path,
                 format!("map shape {:?} differs from the reference grid {:?}", data.shape(), self.shape()),
             ));
@@ -67,7 +67,7 @@ impl Volume {
         } else if name.ends_with(".nii") {
             false
         } else {
-            return Err(CoreError::input(path, "output file name must end in .nii or .nii.gz"));
+            return Err(FileError::input(path, "output file name must end in .nii or .nii.gz"));
         };
         let mut header = self.header.clone();
         header.scl_slope = 1.0;
@@ -100,18 +100,18 @@ impl Volume {
                 VoxelType::Float64 => options.write_nifti(&data.mapv(|v| v as f64)),
             };
             result.map_err(|e| match e {
-                nifti::NiftiError::Io(io) => CoreError::input(path, format!("cannot write file: {io}")),
-                other => CoreError::input(path, format!("cannot write NIfTI: {other}")),
+                nifti::NiftiError::Io(io) => FileError::input(path, format!("cannot write file: {io}")),
+                other => FileError::input(path, format!("cannot write NIfTI: {other}")),
             })?;
             if !compressed {
                 // The writer flushes an uncompressed file when dropping its buffer, where a
                 // failure (a full disk) would go unseen: check that everything arrived.
                 let expected = (NIFTI1_MIN_VOX_OFFSET + data.len() * element_bytes) as u64;
                 let written = std::fs::metadata(tmp)
-                    .map_err(|e| CoreError::input(path, format!("cannot write file: {e}")))?
+                    .map_err(|e| FileError::input(path, format!("cannot write file: {e}")))?
                     .len();
                 if written != expected {
-                    return Err(CoreError::input(
+                    return Err(FileError::input(
                         path,
                         format!("incomplete write: {written} of {expected} bytes (is the disk full?)"),
                     ));

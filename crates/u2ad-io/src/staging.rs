@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use crate::error::{CoreError, Result};
+use crate::error::{FileError, Result};
 
 /// Files written but not yet in place: (temporary, destination), in the order written.
 #[derive(Debug, Default)]
@@ -20,7 +20,7 @@ pub struct StagedWrites {
 pub fn temporary_sibling(path: &Path) -> Result<PathBuf> {
     static COUNTER: AtomicUsize = AtomicUsize::new(0);
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or_else(|| Path::new("."));
-    let name = path.file_name().ok_or_else(|| CoreError::input(path, "output path has no file name"))?;
+    let name = path.file_name().ok_or_else(|| FileError::input(path, "output path has no file name"))?;
     let unique = COUNTER.fetch_add(1, Ordering::Relaxed);
     Ok(dir.join(format!(".tmp-{}-{}-{}", std::process::id(), unique, name.to_string_lossy())))
 }
@@ -29,12 +29,12 @@ pub fn temporary_sibling(path: &Path) -> Result<PathBuf> {
 /// it onto `path`, so that a failure never leaves a half-written output.
 pub fn write_atomically(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or_else(|| Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| CoreError::input(dir, format!("cannot create the output folder: {e}")))?;
+    std::fs::create_dir_all(dir).map_err(|e| FileError::input(dir, format!("cannot create the output folder: {e}")))?;
     let tmp = temporary_sibling(path)?;
     match write(&tmp) {
         Ok(()) => std::fs::rename(&tmp, path).map_err(|e| {
             let _ = std::fs::remove_file(&tmp);
-            CoreError::input(path, format!("cannot write file: {e}"))
+            FileError::input(path, format!("cannot write file: {e}"))
         }),
         Err(e) => {
             let _ = std::fs::remove_file(&tmp);
@@ -45,7 +45,7 @@ pub fn write_atomically(path: &Path, write: impl FnOnce(&Path) -> Result<()>) ->
 
 /// [`write_atomically`] of `bytes`; an error names `path`.
 pub fn write_file_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    write_atomically(path, |tmp| std::fs::write(tmp, bytes).map_err(|e| CoreError::io(path, e)))
+    write_atomically(path, |tmp| std::fs::write(tmp, bytes).map_err(|e| FileError::io(path, e)))
 }
 
 impl StagedWrites {
@@ -56,7 +56,7 @@ impl StagedWrites {
     /// Stages `path` with the bytes `write` puts into the temporary file it is given.
     pub fn write_with(&self, path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
         if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| CoreError::io(dir, e))?;
+            std::fs::create_dir_all(dir).map_err(|e| FileError::io(dir, e))?;
         }
         let tmp = temporary_sibling(path)?;
         // Registered first, so that a partial temporary file is removed too.
@@ -66,7 +66,7 @@ impl StagedWrites {
 
     /// Stages `path` with `bytes`.
     pub fn write(&self, path: &Path, bytes: &[u8]) -> Result<()> {
-        self.write_with(path, |tmp| std::fs::write(tmp, bytes).map_err(|e| CoreError::io(path, e)))
+        self.write_with(path, |tmp| std::fs::write(tmp, bytes).map_err(|e| FileError::io(path, e)))
     }
 
     /// Renames every staged file into place, in the order they were written (so a file written
@@ -78,7 +78,7 @@ impl StagedWrites {
                 for (rest, _) in &pending[index..] {
                     let _ = std::fs::remove_file(rest);
                 }
-                return Err(CoreError::io(path, e));
+                return Err(FileError::io(path, e));
             }
         }
         Ok(())
@@ -125,7 +125,7 @@ mod tests {
         write_file_atomically(&path, b"y\n").unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "y\n");
         assert_eq!(names(dir.path()), ["a.csv"]);
-        let error = write_atomically(&dir.path().join("b.csv"), |tmp| Err(CoreError::input(tmp, "full"))).unwrap_err();
+        let error = write_atomically(&dir.path().join("b.csv"), |tmp| Err(FileError::input(tmp, "full"))).unwrap_err();
         assert!(error.to_string().contains("full"));
         assert_eq!(names(dir.path()), ["a.csv"], "no temporary file left");
     }
@@ -151,7 +151,7 @@ mod tests {
             let error = staged
                 .write_with(&dir.path().join("b.nii.gz"), |tmp| {
                     std::fs::write(tmp, b"half").unwrap();
-                    Err(CoreError::input(tmp, "No space left on device"))
+                    Err(FileError::input(tmp, "No space left on device"))
                 })
                 .unwrap_err();
             assert!(error.to_string().contains("No space left"));

@@ -6,7 +6,7 @@
 //! Reading is defensive: the header is validated before any data are decoded, a gzip stream is
 //! inflated no further than its header declares (plus a margin: a gzip bomb is refused early)
 //! and to its end (so its checksum is verified), and every problem with the input is a
-//! one-line [`CoreError`] naming the file, never a panic.
+//! one-line [`FileError`] naming the file, never a panic.
 //!
 //! Files: `mod.rs` (the volume, its canonical views, the grid and sagittal checks),
 //! `orientation.rs` (the affine, the orientation code, the reorientation to RAS+), `header.rs`
@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use ndarray::{Array3, ArrayView3};
 use nifti::NiftiHeader;
 
-use crate::error::{CoreError, Result};
+use crate::error::{FileError, Result};
 
 mod header;
 mod orientation;
@@ -85,7 +85,7 @@ impl Volume {
     /// the corners of the volume; [`GRID_TOLERANCE_MM`] is the default to use).
     pub fn check_same_grid(&self, other: &Volume, tolerance_mm: f64) -> Result<()> {
         if self.shape() != other.shape() {
-            return Err(CoreError::GridMismatch {
+            return Err(FileError::GridMismatch {
                 path: other.path.clone(),
                 reference: self.path.clone(),
                 detail: format!("shape {:?} differs from {:?}", other.shape(), self.shape()),
@@ -101,7 +101,7 @@ impl Volume {
             largest = largest.max(d);
         }
         if largest > tolerance_mm || largest.is_nan() {
-            return Err(CoreError::GridMismatch {
+            return Err(FileError::GridMismatch {
                 path: other.path.clone(),
                 reference: self.path.clone(),
                 detail: format!(
@@ -125,7 +125,7 @@ fn format_mm(v: f64) -> String {
     }
 }
 
-/// Checks that `volume` is a sagittal scan, else [`CoreError::NotSagittal`]:
+/// Checks that `volume` is a sagittal scan, else [`FileError::NotSagittal`]:
 /// - anisotropic voxels (the largest spacing exceeds the smallest by more than
 ///   [`ANISOTROPY_TOLERANCE`]): the thick (slice) axis must point left-right;
 /// - isotropic voxels: accepted (they can be resliced sagittally without loss) unless the field
@@ -144,7 +144,7 @@ pub fn check_sagittal(volume: &Volume) -> Result<()> {
         let slab = (0..3).find(|&a| (0..3).all(|b| b == a || extent_mm[a] < 0.5 * extent_mm[b]));
         if let Some(axis) = slab.filter(|&a| orientation.0[a].world_axis().0 != 0) {
             let plane = if orientation.0[axis].world_axis().0 == 1 { "coronal" } else { "axial" };
-            return Err(CoreError::NotSagittal {
+            return Err(FileError::NotSagittal {
                 path: volume.path.clone(),
                 detail: format!(
                     "{plane} slab: {} x {} x {} voxels ({orientation}) of {} mm, only {:.0} mm along voxel axis {axis}; \
@@ -165,7 +165,7 @@ pub fn check_sagittal(volume: &Volume) -> Result<()> {
         1 => ("coronal", "anterior-posterior"),
         _ => ("axial", "inferior-superior"),
     };
-    Err(CoreError::NotSagittal {
+    Err(FileError::NotSagittal {
         path: volume.path.clone(),
         detail: format!(
             "{plane} slices: voxels are {} x {} x {} mm ({}), thickest along {direction} (voxel axis {thick}); \

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{CoreError, Result};
+use crate::error::{FileError, Result};
 
 /// The files of one subject (or session).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -29,7 +29,7 @@ impl SubjectFiles {
             hasher.update(role.as_bytes());
             match path {
                 Some(path) => {
-                    let bytes = std::fs::read(path).map_err(|e| CoreError::io(path, e))?;
+                    let bytes = std::fs::read(path).map_err(|e| FileError::io(path, e))?;
                     hasher.update((bytes.len() as u64).to_le_bytes());
                     hasher.update(&bytes);
                 }
@@ -78,7 +78,7 @@ pub struct DiscoveryOptions {
 
 fn sorted_dir(path: &Path) -> Result<Vec<PathBuf>> {
     let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
-        .map_err(|e| CoreError::io(path, e))?
+        .map_err(|e| FileError::io(path, e))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .collect();
     entries.sort();
@@ -136,7 +136,7 @@ pub fn participant_group(subject: &str, image: &Path) -> String {
 /// Every T2w image of a BIDS dataset with its labels.
 pub fn discover_bids(root: &Path, options: &DiscoveryOptions) -> Result<Vec<SubjectFiles>> {
     if !root.is_dir() {
-        return Err(CoreError::input(root, "not a directory (expected a BIDS dataset with sub-*/anat/*_T2w.nii.gz)"));
+        return Err(FileError::input(root, "not a directory (expected a BIDS dataset with sub-*/anat/*_T2w.nii.gz)"));
     }
     let labels_root = options.labels_dir.clone().unwrap_or_else(|| root.join("derivatives").join("labels"));
     let image_suffix = options.image_suffix.clone().unwrap_or_else(|| "_T2w".into());
@@ -183,7 +183,7 @@ pub fn discover_bids(root: &Path, options: &DiscoveryOptions) -> Result<Vec<Subj
         }
     }
     if found.is_empty() {
-        return Err(CoreError::input(root, format!("no sub-*/anat/*{image_suffix}.nii.gz images found")));
+        return Err(FileError::input(root, format!("no sub-*/anat/*{image_suffix}.nii.gz images found")));
     }
     Ok(found)
 }

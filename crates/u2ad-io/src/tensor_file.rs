@@ -9,20 +9,20 @@ use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::error::{CoreError, Result};
+use crate::error::{FileError, Result};
 use crate::staging::write_file_atomically;
 
 /// One tensor to write: name, element type, shape and little-endian bytes.
-pub(crate) type Entry<'a> = (&'a str, Dtype, Vec<usize>, &'a [u8]);
+pub type Entry<'a> = (&'a str, Dtype, Vec<usize>, &'a [u8]);
 
 /// The little-endian bytes of `values`.
-pub(crate) fn f32_bytes<'a>(values: impl IntoIterator<Item = &'a f32>) -> Vec<u8> {
+pub fn f32_bytes<'a>(values: impl IntoIterator<Item = &'a f32>) -> Vec<u8> {
     values.into_iter().flat_map(|v| v.to_le_bytes()).collect()
 }
 
 /// Writes `tensors` and `header` to `path` atomically.
-pub(crate) fn write<H: Serialize>(path: &Path, tensors: &[Entry<'_>], header: &H) -> Result<()> {
-    let err = |e: safetensors::SafeTensorError| CoreError::Dataset { path: path.to_path_buf(), detail: e.to_string() };
+pub fn write<H: Serialize>(path: &Path, tensors: &[Entry<'_>], header: &H) -> Result<()> {
+    let err = |e: safetensors::SafeTensorError| FileError::Dataset { path: path.to_path_buf(), detail: e.to_string() };
     let views = tensors
         .iter()
         .map(|(name, dtype, shape, bytes)| Ok((*name, TensorView::new(*dtype, shape.clone(), bytes).map_err(err)?)))
@@ -34,7 +34,7 @@ pub(crate) fn write<H: Serialize>(path: &Path, tensors: &[Entry<'_>], header: &H
 }
 
 /// A u2ad safetensors file read into memory.
-pub(crate) struct TensorFile {
+pub struct TensorFile {
     path: PathBuf,
     bytes: Vec<u8>,
 }
@@ -42,8 +42,8 @@ pub(crate) struct TensorFile {
 impl TensorFile {
     /// Reads `path` and its header; `kind` names the file in errors ("dataset") and `writer`
     /// the command that writes it (for a file without the u2ad header).
-    pub(crate) fn read<H: DeserializeOwned>(path: &Path, kind: &str, writer: &str) -> Result<(TensorFile, H)> {
-        let bytes = std::fs::read(path).map_err(|e| CoreError::io(path, e))?;
+    pub fn read<H: DeserializeOwned>(path: &Path, kind: &str, writer: &str) -> Result<(TensorFile, H)> {
+        let bytes = std::fs::read(path).map_err(|e| FileError::io(path, e))?;
         let file = TensorFile { path: path.to_path_buf(), bytes };
         SafeTensors::deserialize(&file.bytes).map_err(|e| file.error(format!("not a u2ad {kind} file ({e})")))?;
         let (_, metadata) = SafeTensors::read_metadata(&file.bytes).map_err(|e| file.error(e.to_string()))?;
@@ -57,12 +57,12 @@ impl TensorFile {
     }
 
     /// An error about this file.
-    pub(crate) fn error(&self, detail: String) -> CoreError {
-        CoreError::Dataset { path: self.path.clone(), detail }
+    pub fn error(&self, detail: String) -> FileError {
+        FileError::Dataset { path: self.path.clone(), detail }
     }
 
     /// The bytes of tensor `name`, which must have type `dtype` and shape `shape`.
-    pub(crate) fn bytes(&self, name: &str, dtype: Dtype, shape: &[usize]) -> Result<Vec<u8>> {
+    pub fn bytes(&self, name: &str, dtype: Dtype, shape: &[usize]) -> Result<Vec<u8>> {
         let tensors = SafeTensors::deserialize(&self.bytes).map_err(|e| self.error(e.to_string()))?;
         let t = tensors.tensor(name).map_err(|e| self.error(format!("tensor {name}: {e}")))?;
         if t.dtype() != dtype || t.shape() != shape {
@@ -72,7 +72,7 @@ impl TensorFile {
     }
 
     /// The values of the `f32` tensor `name` of shape `shape`.
-    pub(crate) fn floats(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+    pub fn floats(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
         let bytes = self.bytes(name, Dtype::F32, shape)?;
         Ok(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
     }

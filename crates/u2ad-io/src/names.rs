@@ -8,7 +8,7 @@
 
 use std::path::{Component, Path, PathBuf};
 
-use crate::error::{CoreError, Result};
+use crate::error::{FileError, Result};
 
 /// The longest subject id accepted (file names stay well under the 255 bytes of most systems).
 pub const MAX_SUBJECT_ID_CHARS: usize = 128;
@@ -55,7 +55,7 @@ pub fn subject_id_problem(id: &str) -> Option<String> {
 pub fn check_subject_id(id: &str, source: &Path) -> Result<()> {
     match subject_id_problem(id) {
         None => Ok(()),
-        Some(problem) => Err(CoreError::input(source, problem)),
+        Some(problem) => Err(FileError::input(source, problem)),
     }
 }
 
@@ -64,7 +64,7 @@ pub fn check_subject_id(id: &str, source: &Path) -> Result<()> {
 pub fn path_inside(root: &Path, relative: &Path) -> Result<PathBuf> {
     let escapes = relative.components().any(|c| !matches!(c, Component::Normal(_)));
     if escapes {
-        return Err(CoreError::input(
+        return Err(FileError::input(
             root.join(relative),
             "the output path would leave the output folder (absolute or '..')",
         ));
@@ -82,7 +82,7 @@ fn ensure_under(root: &Path, path: &Path) -> Result<()> {
     if path_real.starts_with(&root_real) {
         return Ok(());
     }
-    Err(CoreError::input(
+    Err(FileError::input(
         path,
         format!("the output path leads outside the output folder {} (a symbolic link?)", root.display()),
     ))

@@ -11,7 +11,7 @@ use ndarray::{Array3, Array4, Array5, Axis};
 use nifti::writer::WriterOptions;
 use nifti::NiftiHeader;
 use u2ad_data::sample_file;
-use u2ad_core::volume::{check_sagittal, read_header, Affine, Volume, VoxelType};
+use u2ad_io::volume::{check_sagittal, read_header, Affine, Volume, VoxelType};
 
 struct Expected {
     file: &'static str,
@@ -1023,7 +1023,7 @@ fn multi_member_gzip_and_trailing_bytes_read_as_the_original() {
     for part in [&plain[..200], &plain[200..100_000], &plain[100_000..]] {
         members.extend(gzip(part));
     }
-    let with_trailing = [plain.clone(), vec![7u8; u2ad_core::volume::GZIP_MARGIN_BYTES]].concat();
+    let with_trailing = [plain.clone(), vec![7u8; u2ad_io::volume::GZIP_MARGIN_BYTES]].concat();
     let files = [
         ("members.nii.gz", members),
         ("trailing.nii.gz", gzip(&with_trailing)),

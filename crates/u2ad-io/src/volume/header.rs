@@ -7,7 +7,7 @@ use nalgebra::{Matrix3, Matrix4};
 use nifti::{NiftiHeader, NiftiType};
 
 use super::Affine;
-use crate::error::{CoreError, Result};
+use crate::error::{FileError, Result};
 
 /// The on-disk data type of an image, kept so that write-then-read keeps it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -132,7 +132,7 @@ pub fn header_affine(header: &NiftiHeader, path: &Path) -> Result<Affine> {
         m
     } else if xform_code_valid(header.qform_code) {
         let (b, c, d) = (header.quatern_b as f64, header.quatern_c as f64, header.quatern_d as f64);
-        let a = quaternion_w(b, c, d).ok_or_else(|| CoreError::Header {
+        let a = quaternion_w(b, c, d).ok_or_else(|| FileError::Header {
             path: path.to_path_buf(),
             detail: format!("invalid qform quaternion (b² + c² + d² = {:.7} > 1) and no sform", b * b + c * c + d * d),
         })?;
@@ -164,14 +164,14 @@ pub fn header_affine(header: &NiftiHeader, path: &Path) -> Result<Affine> {
         m
     };
     if affine.iter().any(|v| !v.is_finite()) {
-        return Err(CoreError::Header {
+        return Err(FileError::Header {
             path: path.to_path_buf(),
             detail: "the voxel-to-world affine holds NaN or infinite values".into(),
         });
     }
     let det = affine.fixed_view::<3, 3>(0, 0).determinant();
     if det.abs() < 1e-12 {
-        return Err(CoreError::Header {
+        return Err(FileError::Header {
             path: path.to_path_buf(),
             detail: "the voxel-to-world affine is singular (a voxel axis has no direction)".into(),
         });
@@ -203,7 +203,7 @@ fn describe_non_nifti(bytes: &[u8]) -> String {
 
 /// Parses and checks a NIfTI-1 single-file header at the start of `bytes`.
 pub(super) fn parse_header(bytes: &[u8], path: &Path) -> Result<NiftiHeader> {
-    let not_nifti = |reason: String| CoreError::NotNifti { path: path.to_path_buf(), reason };
+    let not_nifti = |reason: String| FileError::NotNifti { path: path.to_path_buf(), reason };
     if bytes.len() < NIFTI1_HEADER_BYTES {
         return Err(not_nifti(describe_non_nifti(bytes)));
     }
@@ -229,7 +229,7 @@ pub(super) struct Layout {
 }
 
 pub(super) fn check_layout(header: &NiftiHeader, path: &Path) -> Result<Layout> {
-    let header_error = |detail: String| CoreError::Header { path: path.to_path_buf(), detail };
+    let header_error = |detail: String| FileError::Header { path: path.to_path_buf(), detail };
     let rank = header.dim[0] as usize;
     if !(1..=7).contains(&rank) {
         return Err(header_error(format!(
@@ -244,18 +244,18 @@ pub(super) fn check_layout(header: &NiftiHeader, path: &Path) -> Result<Layout> 
     }
     let is_single_volume = rank >= 3 && dims[3..].iter().all(|&n| n == 1);
     if !is_single_volume {
-        return Err(CoreError::Dimensions {
+        return Err(FileError::Dimensions {
             path: path.to_path_buf(),
             dims: dims.iter().map(|&n| n as usize).collect(),
         });
     }
     let shape = [dims[0] as usize, dims[1] as usize, dims[2] as usize];
-    let datatype = header.data_type().map_err(|_| CoreError::DataType {
+    let datatype = header.data_type().map_err(|_| FileError::DataType {
         path: path.to_path_buf(),
         datatype: format!("code {} (unknown)", header.datatype),
     })?;
     let voxel_type = VoxelType::from_nifti(datatype)
-        .ok_or_else(|| CoreError::DataType { path: path.to_path_buf(), datatype: format!("{datatype:?}") })?;
+        .ok_or_else(|| FileError::DataType { path: path.to_path_buf(), datatype: format!("{datatype:?}") })?;
     let vox_offset = header.vox_offset;
     if !vox_offset.is_finite() {
         return Err(header_error(format!("vox_offset = {vox_offset} is not a byte offset")));
@@ -282,7 +282,7 @@ pub(super) fn scaling(header: &NiftiHeader, path: &Path) -> Result<Option<(f64, 
         return Ok(None);
     }
     if !inter.is_finite() {
-        return Err(CoreError::Header {
+        return Err(FileError::Header {
             path: path.to_path_buf(),
             detail: format!("scl_slope = {slope} but scl_inter = {inter}"),
         });

@@ -17,7 +17,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 use u2ad_io::staging::write_file_atomically;
 
-use crate::error::{DataError, Result};
+use u2ad_io::{FileError, Result};
 use crate::locate::{cached_data_dir, is_complete, COMPLETE_MARKER};
 
 /// The list of sample files (`../shared/data/SOURCES.tsv`), compiled in.
@@ -48,7 +48,7 @@ impl SourceFile {
 
 /// Parses a SOURCES.tsv (header `file repository commit path_in_repository sha256`).
 pub fn parse_sources(text: &str, origin: &Path) -> Result<Vec<SourceFile>> {
-    let bad = |line: usize, detail: &str| DataError::input(origin, format!("line {line}: {detail}"));
+    let bad = |line: usize, detail: &str| FileError::input(origin, format!("line {line}: {detail}"));
     let mut lines = text.lines().enumerate();
     match lines.next() {
         Some((_, header)) if header.split('\t').collect::<Vec<_>>() == ["file", "repository", "commit", "path_in_repository", "sha256"] => {}
@@ -89,11 +89,11 @@ pub fn sample_sources() -> Vec<SourceFile> {
 
 /// The lower-case hex sha256 of a file.
 pub fn sha256_of_file(path: &Path) -> Result<String> {
-    let mut file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    let mut file = std::fs::File::open(path).map_err(|e| FileError::io(path, e))?;
     let mut hasher = Sha256::new();
     let mut buffer = vec![0u8; 1 << 16];
     loop {
-        let n = file.read(&mut buffer).map_err(|e| DataError::io(path, e))?;
+        let n = file.read(&mut buffer).map_err(|e| FileError::io(path, e))?;
         if n == 0 {
             break;
         }
@@ -129,14 +129,14 @@ pub fn fetch_files(dest: &Path, base: &str, files: &[SourceFile], on_file: &dyn 
         }
         let url = source.url(base);
         let response = agent.get(&url).call().map_err(|e| match e {
-            ureq::Error::Status(code, _) => DataError::input(&url, format!("download failed: HTTP {code}")),
-            other => DataError::input(&url, format!("download failed: {other}")),
+            ureq::Error::Status(code, _) => FileError::input(&url, format!("download failed: HTTP {code}")),
+            other => FileError::input(&url, format!("download failed: {other}")),
         })?;
         let mut bytes = Vec::new();
-        response.into_reader().take(512 << 20).read_to_end(&mut bytes).map_err(|e| DataError::input(&url, format!("download interrupted: {e}")))?;
+        response.into_reader().take(512 << 20).read_to_end(&mut bytes).map_err(|e| FileError::input(&url, format!("download interrupted: {e}")))?;
         let got = hex(&Sha256::digest(&bytes));
         if got != source.sha256 {
-            return Err(DataError::input(
+            return Err(FileError::input(
                 &url,
                 format!("sha256 {got} does not match the expected {} for {}; nothing written", source.sha256, source.file),
             ));
@@ -170,7 +170,7 @@ pub fn locate_or_fetch_sample_data(on_file: &dyn Fn(usize, usize, &str)) -> Resu
         return Ok(dir);
     }
     let dest = cached_data_dir().ok_or_else(|| {
-        DataError::input("sample data", "not found and no cache folder to download it to: set U2AD_DATA, U2AD_CACHE or HOME")
+        FileError::input("sample data", "not found and no cache folder to download it to: set U2AD_DATA, U2AD_CACHE or HOME")
     })?;
     if !is_complete(&dest) {
         fetch_sample_data(&dest, RAW_GITHUB, on_file)?;

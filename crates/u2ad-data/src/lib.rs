@@ -5,12 +5,11 @@
 //! then in the download cache ([`locate`]). When it is in none of them, `u2ad demo` and the tests
 //! download it into the cache: the public files listed with their sha256 in `data/SOURCES.tsv`,
 //! each checked against its hash before it is put in place ([`fetch`]) with u2ad-io's atomic
-//! writer. It depends on no u2ad crate but u2ad-io, so every crate's tests can use it.
+//! writer. Its errors are u2ad-io's `FileError` (one line naming the file or URL and the problem).
+//! It depends on no u2ad crate but u2ad-io, so every crate's tests can use it.
 
-pub mod error;
 pub mod fetch;
 pub mod locate;
 
-pub use error::{DataError, Result};
 pub use fetch::{fetch_sample_data, locate_or_fetch_sample_data, FetchSummary, RAW_GITHUB};
 pub use locate::{cache_dir, cached_data_dir, is_complete, sample_data_dir, sample_data_dir_for_tests, sample_file, COMPLETE_MARKER};

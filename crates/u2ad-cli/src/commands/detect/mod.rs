@@ -11,11 +11,11 @@
 //! end. A rerun reuses a subject's Monte-Carlo maps when its `_desc-mc_samples` sidecar records
 //! the same configuration hash, model hash and input files (`--force` recomputes).
 //!
-//! Files: `mod.rs` (the flags and the verb: subjects in parallel, then the cohort's calls or a
-//! shard's record), `settings.rs` (what is fixed for the run, its hash and provenance),
-//! `subjects.rs` (the work of one subject).
+//! Files: `mod.rs` (the flags and the verb: subjects in parallel), `finish.rs` (then the cohort's
+//! calls and summary, or a shard's record), `settings.rs` (what is fixed for the run, its hash
+//! and provenance), `subjects.rs` (the work of one subject).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Context as _};
@@ -24,11 +24,10 @@ use clap::{Args, ValueEnum};
 use rayon::prelude::*;
 use serde::Serialize;
 use u2ad_core::dataset::SAMPLE_SIZE;
-use u2ad_core::detect_outputs::QC_REPORT_HTML;
-use u2ad_core::scoring::{PatientCall, Polarity};
+use u2ad_core::scoring::Polarity;
 use u2ad_io::names::printable;
 
-use super::calibrate::{parse_shard, write_calls, write_shard_record, MapRun, Shard, ShardRecord, ShardSubject};
+use super::calibrate::{parse_shard, Shard};
 use super::call_args::MapCallArgs;
 use crate::cohort_folder::SubjectResult as Detected;
 use super::prepare::ScanInputs;
@@ -36,6 +35,7 @@ use super::Context;
 use crate::device::{parse_device, DeviceChoice};
 use crate::progress;
 
+mod finish;
 mod settings;
 mod subjects;
 
@@ -252,83 +252,9 @@ fn run_on<B: Backend>(args: DetectArgs, context: &Context, device: &B::Device) -
     }
     let map_run = map_run(&run, &args);
     if let Some(shard) = args.shard {
-        return finish_shard(shard, map_run, &detected, &positions, failed, &run.out, context);
+        return finish::finish_shard(shard, map_run, &detected, &positions, failed, &run.out, context);
     }
     let failed: Vec<(String, String)> = failed.into_iter().map(|(_, s, e)| (s, e)).collect();
-    if let (true, Some((subject, error))) = (detected.is_empty(), failed.first()) {
-        bail!("{} of {} subjects failed, nothing written (first: {}: {error})", failed.len(), failed.len(), printable(subject));
-    }
-    // Phase 2: calls, tables, figures, report.
-    let figure_mode = args.scoring.calls.figure_mode();
-    let (warnings, calls) = write_calls(&run.out, &map_run, &run.scoring, &run.calls, &detected, &failed, figure_mode, context)?;
-    let reused = detected.iter().filter(|d| d.reused).count();
-    let count = |call: PatientCall| calls.iter().filter(|c| **c == call).count();
-    // Calibration warnings are printed even with --quiet: calls must never be silently uncalibrated.
-    for warning in &warnings {
-        eprintln!("u2ad: warning: {warning}");
-    }
-    if !context.quiet {
-        let computed: Vec<&Detected> = detected.iter().filter(|d| !d.reused).collect();
-        let per_subject = if computed.is_empty() {
-            String::new()
-        } else {
-            format!(", {:.1} s per computed subject", computed.iter().map(|d| d.seconds).sum::<f64>() / computed.len() as f64)
-        };
-        eprintln!(
-            "u2ad detect: {} subjects done ({reused} reused), {} failed; patients {} positive, {} negative, {} not assessed; \
-             {:.1} s{per_subject}; report {}",
-            detected.len(),
-            failed.len(),
-            count(PatientCall::Positive),
-            count(PatientCall::Negative),
-            count(PatientCall::NotAssessed),
-            started.elapsed().as_secs_f64(),
-            run.out.join(QC_REPORT_HTML).display()
-        );
-    }
-    if !failed.is_empty() {
-        bail!(
-            "{} of {} subjects failed ({}); the others' outputs are in {}",
-            failed.len(),
-            failed.len() + detected.len(),
-            failed.iter().map(|(s, _)| s.as_str()).collect::<Vec<_>>().join(", "),
-            run.out.display()
-        );
-    }
-    Ok(())
+    finish::finish_cohort(&run, &map_run, args.scoring.calls.figure_mode(), &detected, &failed, started, context)
 }
 
-// ---------------------------------------------------------------------------------------------
-// Phase 2
-
-/// A shard's end: its record for `u2ad calibrate`, no calls.
-fn finish_shard(
-    shard: Shard,
-    run: MapRun,
-    detected: &[Detected],
-    positions: &[usize],
-    failed: Vec<(usize, String, String)>,
-    out: &Path,
-    context: &Context,
-) -> anyhow::Result<()> {
-    let subjects =
-        detected.iter().zip(positions).map(|(d, &position)| ShardSubject { position, subject: d.subject.clone(), image: d.image.clone() }).collect();
-    let record = ShardRecord { shard: shard.index, of: shard.count, run, subjects, failed };
-    let path = write_shard_record(out, shard, &record)?;
-    if !context.quiet {
-        eprintln!(
-            "u2ad detect: shard {}/{}: {} subjects done, {} failed; recorded in {}; when every shard is done: u2ad calibrate {}",
-            shard.index,
-            shard.count,
-            record.subjects.len(),
-            record.failed.len(),
-            path.display(),
-            out.display()
-        );
-    }
-    if !record.failed.is_empty() {
-        let names: Vec<String> = record.failed.iter().map(|(_, s, _)| printable(s)).collect();
-        bail!("{} subjects of shard {}/{} failed ({})", names.len(), shard.index, shard.count, names.join(", "));
-    }
-    Ok(())
-}

@@ -3,15 +3,14 @@
 
 use std::path::Path;
 
-use serde_json::{json, Value};
+use serde_json::json;
 use u2ad_core::dataset::SAMPLE_SIZE;
 use u2ad_core::detect_outputs::{vertebra_lines, SampleResult};
-use u2ad_core::scoring::SubjectDecision;
 use u2ad_io::staging::StagedWrites;
 use u2ad_report::figures::{curve_figure, format_value, maps_figure, CurveData, LevelSpan, OverlayLimits, RowLine, SliceMaps};
 use u2ad_report::html::ReportFigure;
 
-use super::tables::{merged, position_mm, row_segment, CallSummary};
+use super::tables::{merged, position_mm, row_segment, CalledSubject};
 use super::{CohortFolder, SubjectResult};
 use crate::sidecar::stage_sidecar;
 
@@ -42,12 +41,10 @@ fn report_address(out: &Path, path: &Path) -> String {
 pub(super) fn write_subject_figures(
     staged: &StagedWrites,
     folder: &CohortFolder<'_>,
-    d: &SubjectResult,
-    decision: &SubjectDecision,
-    calls: &CallSummary,
+    s: &CalledSubject<'_>,
     limits: OverlayLimits,
-    provenance: &Value,
 ) -> anyhow::Result<Vec<ReportFigure>> {
+    let (d, decision, calls, provenance) = (s.result, s.decision, &s.calls, &s.provenance);
     let scores = &d.scored.scores;
     let row_segment = row_segment(d);
     let position = |row: f64| position_mm(d, folder, row);

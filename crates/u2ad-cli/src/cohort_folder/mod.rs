@@ -20,7 +20,7 @@ use u2ad_report::html::FigureMode;
 
 use crate::commands::Context;
 pub use tables::{csv_bytes, merged};
-use tables::CallSummary;
+use tables::CalledSubject;
 
 /// What the cohort half needs of a subject: its scores, the mid-sagittal sample for figures, and
 /// where its files go.
@@ -92,13 +92,14 @@ pub struct CohortFolder<'a> {
 
 /// Calls every subject without labels and writes the cohort half of the detection folder: per
 /// subject the level CSV, patient JSON, curve CSV and figures (with sidecars), then `levels.csv`,
-/// `patients.csv`, `dataset_description.json` and `qc_report.html`. Returns the calibration
-/// warnings and the decisions, in the order of `results`.
+/// `patients.csv`, `dataset_description.json` and `qc_report.html`; then prints the calibration
+/// warnings (even with `--quiet`: calls are never silently uncalibrated). Returns the decisions,
+/// in the order of `results`.
 pub fn write_cohort(
     folder: &CohortFolder<'_>,
     detected: &[SubjectResult],
     context: &Context,
-) -> anyhow::Result<(Vec<String>, Vec<SubjectDecision>)> {
+) -> anyhow::Result<Vec<SubjectDecision>> {
     if detected.is_empty() {
         // Nothing to call: no empty tables or report that would read as "no finding".
         anyhow::bail!("no subject was detected, so no cohort tables or report were written");
@@ -122,14 +123,12 @@ pub fn write_cohort(
     let mut patients = Vec::new();
     let mut report_subjects = Vec::new();
     for (d, decision) in detected.iter().zip(&decisions) {
-        let rows = tables::level_csv_rows(d, decision);
-        let calls = CallSummary::of(decision);
-        let provenance = merged(json!({"Sources": [d.image.display().to_string()]}), &folder.subject_provenance);
-        tables::write_subject_tables(&staged, folder, d, decision, &rows, &calls, &provenance, &settings_json)?;
-        let figures = figures::write_subject_figures(&staged, folder, d, decision, &calls, limits, &provenance)?;
-        report_subjects.push(report::report_subject(folder, d, decision, &rows, &calls, figures));
-        patients.push(tables::patient_row(d, decision, &calls));
-        all_levels.extend(rows);
+        let called = CalledSubject::new(d, decision, folder);
+        tables::write_subject_tables(&staged, folder, &called, &settings_json)?;
+        let figures = figures::write_subject_figures(&staged, folder, &called, limits)?;
+        report_subjects.push(report::report_subject(folder, &called, figures));
+        patients.push(tables::patient_row(&called));
+        all_levels.extend(called.rows);
     }
     tables::write_cohort_tables(&staged, folder, &all_levels, &patients, &settings_json)?;
     report::write_report(&staged, folder, report_subjects, &calibration_text, &warnings)?;
@@ -137,5 +136,8 @@ pub fn write_cohort(
     if !context.quiet {
         report::print_patients(&patients);
     }
-    Ok((warnings, decisions))
+    for warning in &warnings {
+        eprintln!("u2ad: warning: {warning}");
+    }
+    Ok(decisions)
 }

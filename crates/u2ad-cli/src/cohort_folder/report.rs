@@ -6,8 +6,8 @@ use u2ad_core::scoring::{CallConfig, FalsePositiveScope, IndeterminateReason, Le
 use u2ad_io::staging::StagedWrites;
 use u2ad_report::html::{render_report, Report, ReportFigure, ReportLevel, ReportSubject};
 
-use super::tables::{CallSummary, LevelCsvRow, PatientCsvRow};
-use super::{CohortFolder, SubjectResult};
+use super::tables::{CalledSubject, PatientCsvRow};
+use super::CohortFolder;
 use crate::sidecar::command_line;
 
 /// The calibration state in words (for the terminal, the JSON and the report), and warnings.
@@ -56,14 +56,8 @@ pub(super) fn calibration(calls: &CallConfig, subjects: usize, decisions: &[Subj
 }
 
 /// A subject's section of the report: its calls, notes, levels and figures.
-pub(super) fn report_subject(
-    folder: &CohortFolder<'_>,
-    d: &SubjectResult,
-    decision: &SubjectDecision,
-    rows: &[LevelCsvRow],
-    calls: &CallSummary,
-    figures: Vec<ReportFigure>,
-) -> ReportSubject {
+pub(super) fn report_subject(folder: &CohortFolder<'_>, called: &CalledSubject<'_>, figures: Vec<ReportFigure>) -> ReportSubject {
+    let (d, decision, rows, calls) = (called.result, called.decision, &called.rows, &called.calls);
     let mut notes: Vec<String> = folder.method.iter().map(|m| format!("method: {m}")).collect();
     if !calls.out_of_fov.is_empty() {
         notes.push(format!("out of the field of view (or no cord seen): {}", calls.out_of_fov.join(", ")));

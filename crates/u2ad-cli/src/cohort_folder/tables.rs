@@ -113,8 +113,30 @@ impl CallSummary {
     }
 }
 
+/// One subject with its decision, as every output of the folder shows it: its level rows, its
+/// calls in words and the provenance of its files.
+pub(super) struct CalledSubject<'a> {
+    pub(super) result: &'a SubjectResult,
+    pub(super) decision: &'a SubjectDecision,
+    pub(super) rows: Vec<LevelCsvRow>,
+    pub(super) calls: CallSummary,
+    pub(super) provenance: Value,
+}
+
+impl<'a> CalledSubject<'a> {
+    pub(super) fn new(result: &'a SubjectResult, decision: &'a SubjectDecision, folder: &CohortFolder<'_>) -> Self {
+        CalledSubject {
+            result,
+            decision,
+            rows: level_csv_rows(result, decision),
+            calls: CallSummary::of(decision),
+            provenance: merged(json!({"Sources": [result.image.display().to_string()]}), &folder.subject_provenance),
+        }
+    }
+}
+
 /// The rows of a subject's level CSV.
-pub(super) fn level_csv_rows(d: &SubjectResult, decision: &SubjectDecision) -> Vec<LevelCsvRow> {
+fn level_csv_rows(d: &SubjectResult, decision: &SubjectDecision) -> Vec<LevelCsvRow> {
     let scores = &d.scored.scores;
     level_rows(scores, decision)
         .into_iter()
@@ -150,17 +172,8 @@ pub(super) fn position_mm(d: &SubjectResult, folder: &CohortFolder<'_>, row: f64
 }
 
 /// Writes a subject's level CSV, patient JSON and curve CSV (with sidecars).
-#[allow(clippy::too_many_arguments)]
-pub(super) fn write_subject_tables(
-    staged: &StagedWrites,
-    folder: &CohortFolder<'_>,
-    d: &SubjectResult,
-    decision: &SubjectDecision,
-    rows: &[LevelCsvRow],
-    calls: &CallSummary,
-    provenance: &Value,
-    settings: &Value,
-) -> anyhow::Result<()> {
+pub(super) fn write_subject_tables(staged: &StagedWrites, folder: &CohortFolder<'_>, s: &CalledSubject<'_>, settings: &Value) -> anyhow::Result<()> {
+    let (d, decision, rows, calls, provenance) = (s.result, s.decision, &s.rows[..], &s.calls, &s.provenance);
     let scores = &d.scored.scores;
     staged.write(&d.outputs.levels_csv(), &csv_bytes(rows)?)?;
     stage_sidecar(
@@ -220,7 +233,8 @@ pub(super) fn write_subject_tables(
 }
 
 /// The subject's row of `patients.csv`.
-pub(super) fn patient_row(d: &SubjectResult, decision: &SubjectDecision, calls: &CallSummary) -> PatientCsvRow {
+pub(super) fn patient_row(s: &CalledSubject<'_>) -> PatientCsvRow {
+    let (d, decision, calls) = (s.result, s.decision, &s.calls);
     let scores = &d.scored.scores;
     PatientCsvRow {
         subject: d.subject.clone(),

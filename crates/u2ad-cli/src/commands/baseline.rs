@@ -260,9 +260,6 @@ pub fn write_detection_folder(folder: &DetectionFolder, maps: Vec<SubjectMaps>, 
         failed: &[],
         figure_mode: folder.figure_mode,
     };
-    let (warnings, _) = write_cohort(&cohort, &results, context)?;
-    for warning in &warnings {
-        eprintln!("u2ad: warning: {warning}");
-    }
+    write_cohort(&cohort, &results, context)?;
     Ok(())
 }

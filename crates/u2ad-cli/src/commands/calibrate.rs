@@ -94,7 +94,7 @@ pub fn write_shard_record(out: &Path, shard: Shard, record: &ShardRecord) -> any
 }
 
 /// Calls, tables, figures and report for the detected subjects (in cohort order), as `u2ad
-/// detect` writes them; returns the calibration warnings and the patient calls.
+/// detect` writes them (the calibration warnings printed); returns the patient calls.
 #[allow(clippy::too_many_arguments)]
 pub fn write_calls(
     out: &Path,
@@ -105,7 +105,7 @@ pub fn write_calls(
     failed: &[(String, String)],
     figure_mode: FigureMode,
     context: &Context,
-) -> anyhow::Result<(Vec<String>, Vec<PatientCall>)> {
+) -> anyhow::Result<Vec<PatientCall>> {
     let folder = CohortFolder {
         out,
         method: None,
@@ -124,8 +124,20 @@ pub fn write_calls(
         failed,
         figure_mode,
     };
-    let (warnings, decisions) = write_cohort(&folder, detected, context)?;
-    Ok((warnings, decisions.iter().map(|d| d.patient_call).collect()))
+    let decisions = write_cohort(&folder, detected, context)?;
+    Ok(decisions.iter().map(|d| d.patient_call).collect())
+}
+
+/// "patients P positive, N negative, U not assessed" (the end-of-run summary of detect and
+/// calibrate).
+pub fn patient_counts(calls: &[PatientCall]) -> String {
+    let count = |call: PatientCall| calls.iter().filter(|c| **c == call).count();
+    format!(
+        "patients {} positive, {} negative, {} not assessed",
+        count(PatientCall::Positive),
+        count(PatientCall::Negative),
+        count(PatientCall::NotAssessed)
+    )
 }
 
 #[derive(Args, Debug)]
@@ -197,20 +209,14 @@ pub fn run(args: CalibrateArgs, context: &Context) -> anyhow::Result<()> {
         bail!("{}: every subject of every shard failed: nothing to calibrate", args.folder.display());
     }
     let figure_mode = args.scoring.calls.figure_mode();
-    let (warnings, patient_calls) = write_calls(&args.folder, &records[0].run, &scoring, &calls, &detected, &failed, figure_mode, context)?;
-    for warning in &warnings {
-        eprintln!("u2ad: warning: {warning}");
-    }
+    let patient_calls = write_calls(&args.folder, &records[0].run, &scoring, &calls, &detected, &failed, figure_mode, context)?;
     if !context.quiet {
-        let count = |call: PatientCall| patient_calls.iter().filter(|c| **c == call).count();
         eprintln!(
-            "u2ad calibrate: {} subjects from {} shards, {} failed; patients {} positive, {} negative, {} not assessed; {:.1} s; report {}",
+            "u2ad calibrate: {} subjects from {} shards, {} failed; {}; {:.1} s; report {}",
             detected.len(),
             records.len(),
             failed.len(),
-            count(PatientCall::Positive),
-            count(PatientCall::Negative),
-            count(PatientCall::NotAssessed),
+            patient_counts(&patient_calls),
             started.elapsed().as_secs_f64(),
             args.folder.join(QC_REPORT_HTML).display()
         );

@@ -6,13 +6,12 @@ use std::time::Instant;
 
 use anyhow::bail;
 use u2ad_core::detect_outputs::QC_REPORT_HTML;
-use u2ad_core::scoring::PatientCall;
 use u2ad_io::names::printable;
 use u2ad_report::html::FigureMode;
 
 use super::settings::Run;
 use crate::cohort_folder::SubjectResult as Detected;
-use crate::commands::calibrate::{write_calls, write_shard_record, MapRun, Shard, ShardRecord, ShardSubject};
+use crate::commands::calibrate::{patient_counts, write_calls, write_shard_record, MapRun, Shard, ShardRecord, ShardSubject};
 use crate::commands::Context;
 
 /// Calls the cohort and writes its half of the folder, prints the run's summary and fails when a
@@ -30,13 +29,8 @@ pub(super) fn finish_cohort(
         bail!("{} of {} subjects failed, nothing written (first: {}: {error})", failed.len(), failed.len(), printable(subject));
     }
     // Phase 2: calls, tables, figures, report.
-    let (warnings, calls) = write_calls(&run.out, map_run, &run.scoring, &run.calls, detected, failed, figure_mode, context)?;
+    let calls = write_calls(&run.out, map_run, &run.scoring, &run.calls, detected, failed, figure_mode, context)?;
     let reused = detected.iter().filter(|d| d.reused).count();
-    let count = |call: PatientCall| calls.iter().filter(|c| **c == call).count();
-    // Calibration warnings are printed even with --quiet: calls must never be silently uncalibrated.
-    for warning in &warnings {
-        eprintln!("u2ad: warning: {warning}");
-    }
     if !context.quiet {
         let computed: Vec<&Detected> = detected.iter().filter(|d| !d.reused).collect();
         let per_subject = if computed.is_empty() {
@@ -45,13 +39,10 @@ pub(super) fn finish_cohort(
             format!(", {:.1} s per computed subject", computed.iter().map(|d| d.seconds).sum::<f64>() / computed.len() as f64)
         };
         eprintln!(
-            "u2ad detect: {} subjects done ({reused} reused), {} failed; patients {} positive, {} negative, {} not assessed; \
-             {:.1} s{per_subject}; report {}",
+            "u2ad detect: {} subjects done ({reused} reused), {} failed; {}; {:.1} s{per_subject}; report {}",
             detected.len(),
             failed.len(),
-            count(PatientCall::Positive),
-            count(PatientCall::Negative),
-            count(PatientCall::NotAssessed),
+            patient_counts(&calls),
             started.elapsed().as_secs_f64(),
             run.out.join(QC_REPORT_HTML).display()
         );

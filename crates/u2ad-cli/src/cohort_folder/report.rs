@@ -2,7 +2,9 @@
 //! terminal, the sidecars and the report.
 
 use u2ad_core::detect_outputs::QC_REPORT_HTML;
-use u2ad_core::scoring::{CallConfig, FalsePositiveScope, IndeterminateReason, LevelPooling, SegmentCall, SubjectDecision, Threshold};
+use u2ad_core::scoring::{
+    CallConfig, FalsePositiveScope, IndeterminateReason, LevelPooling, ReferenceScores, SegmentCall, SubjectDecision, Threshold,
+};
 use u2ad_io::staging::StagedWrites;
 use u2ad_report::html::{render_report, Report, ReportFigure, ReportLevel, ReportSubject};
 
@@ -28,8 +30,15 @@ pub(super) fn calibration(calls: &CallConfig, subjects: usize, decisions: &[Subj
                 FalsePositiveScope::Patient => "per patient (each level at rate / scored levels, Bonferroni)",
                 FalsePositiveScope::Level => "per level",
             };
+            let reference = match calls.reference_scores {
+                ReferenceScores::All => "",
+                ReferenceScores::Negative => {
+                    ", recomputed without the scores above that threshold (other patients' lesions; the cord outside \
+                     the levels against all of them)"
+                }
+            };
             let text = format!(
-                "cohort-calibrated, leave-one-participant-out: threshold = median + z x 1.4826 x MAD of {pooling} \
+                "cohort-calibrated, leave-one-participant-out: threshold = median + z x 1.4826 x MAD of {pooling}{reference} \
                  (never another scan of the same participant), target false-positive rate {target_false_positive_rate} \
                  {scope}, at least {} reference scores",
                 calls.min_reference_values

@@ -5,7 +5,8 @@ use clap::{Args, ValueEnum};
 use u2ad_core::detect_outputs::MapScoring;
 use u2ad_core::level_scores::{LevelScoreConfig, LevelStatistic};
 use u2ad_core::scoring::{
-    call_cohort, CallConfig, FalsePositiveScope, LevelPooling, RowStatistic, SliceSelection, Threshold, UncertaintyGate,
+    call_cohort, CallConfig, FalsePositiveScope, LevelPooling, ReferenceScores, RowStatistic, SliceSelection, Threshold,
+    UncertaintyGate,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -22,6 +23,14 @@ pub enum ScopeArg {
     Patient,
     /// The rate holds per level.
     Level,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReferenceScoresArg {
+    /// The reference scores the same rule would call negative (other patients' lesions set aside).
+    Negative,
+    /// Every reference score, other patients' lesions included (a higher threshold).
+    All,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -60,6 +69,10 @@ pub struct CallArgs {
     /// Fewest reference scores to calibrate a threshold (else the level is indeterminate).
     #[arg(long, default_value_t = 10)]
     pub min_reference: usize,
+    /// Which reference scores set a level's median and spread: the other patients' lesions would
+    /// otherwise raise every threshold (the cord outside the levels always uses all of them).
+    #[arg(long, value_enum, default_value = "negative")]
+    pub reference_scores: ReferenceScoresArg,
     /// How a level's score is taken from the map.
     #[arg(long, value_enum, default_value = "cord3d")]
     pub level_score: LevelScoreArg,
@@ -110,6 +123,10 @@ impl CallArgs {
             scope: match self.fpr_scope {
                 ScopeArg::Patient => FalsePositiveScope::Patient,
                 ScopeArg::Level => FalsePositiveScope::Level,
+            },
+            reference_scores: match self.reference_scores {
+                ReferenceScoresArg::Negative => ReferenceScores::Negative,
+                ReferenceScoresArg::All => ReferenceScores::All,
             },
         };
         call_cohort(&[], &calls).map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -5,7 +5,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::segments::{SegmentScore, SubjectScores};
-use super::stats::{percentile, robust_centre_spread, robust_upper_limit, z_for_false_positive_rate};
+use super::stats::{
+    percentile, robust_centre_spread, robust_centre_spread_below, robust_upper_limit, z_for_false_positive_rate,
+};
 use super::ScoringError;
 use crate::level_scores::OutsideRegion;
 use crate::levels::DiscLevel;
@@ -19,6 +21,21 @@ pub enum LevelPooling {
     PerLevel,
     /// Every level of the other subjects.
     Pooled,
+}
+
+/// Which of the reference scores estimate the scores of normal levels (the median and spread of
+/// a cohort threshold).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReferenceScores {
+    /// Every reference score, other patients' lesions included.
+    All,
+    /// The reference scores the same rule would call negative
+    /// ([`super::stats::robust_centre_spread_below`] at the subject's z threshold): the other
+    /// patients' lesions no longer raise the threshold. The cord outside the levels is still
+    /// calibrated on every score (module docs, section 4).
+    #[default]
+    Negative,
 }
 
 /// The score threshold.
@@ -75,6 +92,8 @@ pub struct CallConfig {
     pub min_reference_values: usize,
     pub uncertainty_gate: UncertaintyGate,
     pub scope: FalsePositiveScope,
+    /// Which reference scores set a level's median and spread.
+    pub reference_scores: ReferenceScores,
 }
 
 impl Default for CallConfig {
@@ -85,6 +104,7 @@ impl Default for CallConfig {
             min_reference_values: 10,
             uncertainty_gate: UncertaintyGate::NearThreshold { z: 3.0, margin: 1.0 },
             scope: FalsePositiveScope::Patient,
+            reference_scores: ReferenceScores::Negative,
         }
     }
 }
@@ -233,7 +253,11 @@ pub fn call_cohort(cohort: &[SubjectScores], config: &CallConfig) -> Result<Vec<
                         (Threshold::Fixed(value), _) => (Some(value), None),
                         (_, Some(z_cut)) => {
                             let reference = reference_values(others(), level, config.pooling, score_of);
-                            match robust_centre_spread(&reference).filter(|_| enough(&reference)) {
+                            let null = match config.reference_scores {
+                                ReferenceScores::All => robust_centre_spread(&reference),
+                                ReferenceScores::Negative => robust_centre_spread_below(&reference, z_cut),
+                            };
+                            match null.filter(|_| enough(&reference)) {
                                 Some((centre, spread)) => (
                                     Some(centre + z_cut * spread),
                                     score.map(|s| robust_z(s, centre, spread)),
@@ -286,6 +310,8 @@ pub fn call_cohort(cohort: &[SubjectScores], config: &CallConfig) -> Result<Vec<
                             .flat_map(|o| o.outside_levels.iter().filter(|r| r.region == outside.region).map(|r| r.score))
                             .collect(),
                     };
+                    // Every reference score, whatever `reference_scores` says: the cord's ends carry
+                    // bright spots the levels do not (module docs, section 4).
                     let calibrated = match (config.threshold, z_threshold) {
                         (Threshold::Fixed(value), _) => Some((Some(value), None)),
                         (_, Some(z_cut)) => robust_centre_spread(&reference)
@@ -427,7 +453,12 @@ mod tests {
         for (subject, score) in cohort.iter_mut().zip([0.025, 0.0150, 0.0151, 0.0152, 0.0153, 0.0154]) {
             subject.outside_levels = vec![OutsideScore { region: OutsideRegion::AboveLevels, score, peak_slice: 0, peak_row_px: 0 }];
         }
-        let per_level = CallConfig { min_reference_values: 3, uncertainty_gate: UncertaintyGate::Off, ..CallConfig::default() };
+        let per_level = CallConfig {
+            min_reference_values: 3,
+            uncertainty_gate: UncertaintyGate::Off,
+            reference_scores: ReferenceScores::All,
+            ..CallConfig::default()
+        };
         let decisions = call_cohort(&cohort, &per_level).unwrap();
         // Against the same region of the others only: median 0.0152, spread 1.4826 x 0.0001.
         let above = &decisions[0].outside_levels[0];
@@ -470,7 +501,12 @@ mod tests {
     #[test]
     fn z_scores_and_the_bonferroni_threshold_per_patient() {
         let cohort = cohort_fixture();
-        let config = CallConfig { min_reference_values: 3, uncertainty_gate: UncertaintyGate::Off, ..CallConfig::default() };
+        let config = CallConfig {
+            min_reference_values: 3,
+            uncertainty_gate: UncertaintyGate::Off,
+            reference_scores: ReferenceScores::All,
+            ..CallConfig::default()
+        };
         let decisions = call_cohort(&cohort, &config).unwrap();
         // Three levels in view: each at 0.05 / 3; sub-05 has two: 0.05 / 2.
         close(decisions[0].z_threshold.unwrap(), inverse_normal_cdf(1.0 - 0.05 / 3.0).unwrap(), 1e-12);
@@ -485,6 +521,35 @@ mod tests {
         assert_eq!(decisions[2].patient_z, decisions[2].segments[1].z);
         // sub-04's C2/C3 (0.050 against a spread of 0.0015) is positive with its EU ungated.
         assert_eq!(decisions[3].segments[0].call, POSITIVE);
+    }
+
+    #[test]
+    fn other_patients_lesions_do_not_raise_the_threshold() {
+        use crate::level_scores::{OutsideRegion, OutsideScore};
+        let mut cohort = cohort_fixture();
+        for subject in &mut cohort {
+            subject.outside_levels = vec![OutsideScore { region: OutsideRegion::AboveLevels, score: 0.01, peak_slice: 0, peak_row_px: 0 }];
+        }
+        let clipped = CallConfig { min_reference_values: 3, uncertainty_gate: UncertaintyGate::Off, ..CallConfig::default() };
+        assert_eq!(clipped.reference_scores, ReferenceScores::Negative);
+        let decisions = call_cohort(&cohort, &clipped).unwrap();
+        // sub-01's C2/C3 reference (0.012, 0.011, 0.050, 0.013, 0.009): 0.050 (sub-04's lesion) is
+        // above what the rule calls, so the median and spread come from the other four.
+        let z_cut = decisions[0].z_threshold.unwrap();
+        close(z_cut, inverse_normal_cdf(1.0 - 0.05 / 4.0).unwrap(), 1e-12);
+        let c2c3 = &decisions[0].segments[0];
+        close(c2c3.threshold.unwrap(), 0.0115 + z_cut * MAD_TO_SD * 0.001, 1e-12);
+        close(c2c3.z.unwrap(), (0.010 - 0.0115) / (MAD_TO_SD * 0.001), 1e-9);
+        // Every reference score: median 0.012, the same MAD here, so a higher threshold.
+        let all = CallConfig { reference_scores: ReferenceScores::All, ..clipped };
+        let before = call_cohort(&cohort, &all).unwrap();
+        close(before[0].segments[0].threshold.unwrap(), 0.012 + z_cut * MAD_TO_SD * 0.001, 1e-12);
+        // sub-01's C3/C4 reference (0.018, 0.090, 0.021, 0.019): 0.090 (sub-03's lesion) moved
+        // the median from 0.019 to 0.020 and the MAD from 0.001 to 0.0015.
+        close(before[0].segments[1].threshold.unwrap(), 0.020 + z_cut * MAD_TO_SD * 0.0015, 1e-12);
+        close(decisions[0].segments[1].threshold.unwrap(), 0.019 + z_cut * MAD_TO_SD * 0.001, 1e-12);
+        // The cord outside the levels keeps the full reference either way.
+        assert_eq!(decisions[0].outside_levels[0].threshold, before[0].outside_levels[0].threshold);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! transcription of the reference's `process_error`, run on the same arrays.
 
 use super::{
-    CallConfig, FalsePositiveScope, PlaneShape, PositionOrigin, SegmentOutcome, SegmentPeak, SegmentScore,
+    CallConfig, FalsePositiveScope, PlaneShape, PositionOrigin, ReferenceScores, SegmentOutcome, SegmentPeak, SegmentScore,
     SliceMaps, SubjectCurve, SubjectScores, UncertaintyGate,
 };
 use crate::levels::DiscLevel;
@@ -130,12 +130,14 @@ pub(super) fn cohort_fixture() -> Vec<SubjectScores> {
         .collect()
 }
 
-/// The calls as they were before the participant-level rate and the near-threshold EU gate:
-/// each level at the target rate, high EU always withholds the call.
+/// The calls as they were before the participant-level rate, the near-threshold EU gate and the
+/// clipped reference: each level at the target rate, high EU always withholds the call, every
+/// reference score sets the median and spread.
 pub(super) fn legacy() -> CallConfig {
     CallConfig {
         uncertainty_gate: UncertaintyGate::RobustZ { z: 3.0 },
         scope: FalsePositiveScope::Level,
+        reference_scores: ReferenceScores::All,
         ..CallConfig::default()
     }
 }

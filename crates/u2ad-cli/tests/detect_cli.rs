@@ -316,6 +316,52 @@ fn one_image_is_not_calibrated_unless_given_a_threshold() {
 }
 
 #[test]
+fn a_patient_positive_through_the_cord_above_the_levels_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let out = dir.path().join("above");
+    let cohort = sample_file("spine-t2");
+    let run = |threshold: &str| {
+        let args = ["detect", s(&cohort), "--model", s(&model), "--out", s(&out), "--include", "sub-errsm23", "--polarity", "both", "--threshold", threshold, "--quiet"];
+        let output = u2ad(&args);
+        assert!(output.status.success(), "{}", text(&output.stderr));
+    };
+    run("1000");
+    let patient_json = out.join("sub-errsm23/anat/sub-errsm23_T2w_desc-patient_scores.json");
+    let patient = json(&patient_json);
+    assert_eq!(patient["Call"], "negative");
+    let above = patient["OutsideLevels"].as_array().unwrap().iter().find(|r| r["region"] == "above_levels").expect("sub-errsm23 has cord above C2/C3").clone();
+    let above_score = above["score"].as_f64().unwrap();
+    assert!(above_score > 0.0);
+
+    // A threshold just below the cord above the levels (maps reused): that region is positive.
+    let threshold = format!("{}", above_score * 0.999);
+    run(&threshold);
+    let patient = json(&patient_json);
+    assert_eq!(patient["Call"], "positive");
+    assert_eq!(patient["OutsideLevels"][0]["call"]["call"], "positive");
+    let positive_outside: Vec<&str> = patient["OutsideLevels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["call"]["call"] == "positive")
+        .map(|r| if r["region"] == "above_levels" { "above levels" } else { "below levels" })
+        .collect();
+    assert_eq!(positive_outside[0], "above levels");
+    let (header, rows) = read_csv(&out.join("patients.csv"));
+    let column = header.iter().position(|h| h == "positive_outside_levels").unwrap();
+    assert_eq!(rows[0][column], positive_outside.join("; "));
+    // The report says where the call comes from: the positive levels, then the cord outside them.
+    let html = std::fs::read_to_string(out.join("qc_report.html")).unwrap();
+    let note = format!("the cord above levels is positive: score {}", u2ad_report::figures::format_value(above_score));
+    assert!(html.contains(&note), "{note}");
+    let mut places: Vec<&str> = patient["PositiveLevels"].as_array().unwrap().iter().map(|l| l.as_str().unwrap()).collect();
+    places.extend(&positive_outside);
+    let summary = format!("positive levels: <b>{}</b>", places.join(", "));
+    assert!(html.contains(&summary), "{summary}");
+}
+
+#[test]
 fn a_prepared_dataset_gives_the_same_maps_as_the_scans() {
     let dir = tempfile::tempdir().unwrap();
     let model = tiny_model(dir.path());

@@ -374,10 +374,14 @@ pub fn curve_figure(curve: &CurveData, title: &str) -> Result<Vec<u8>, FigureErr
         for level in &curve.levels {
             if let Some((x, v)) = level.peak {
                 let colour = call_colour(&level.call);
-                // The label starts beside the marker (pixel offsets), not under it.
+                // The label starts beside the marker (pixel offsets), not under it; on its left
+                // near the right edge, so that it stays in the plot.
+                let label = format!("{} {}", level.name, level.call);
+                let label_px = 6 * label.chars().count() as i32;
+                let offset = if x > x_min + 0.8 * (x_max - x_min) { (-8 - label_px, -6) } else { (8, -6) };
                 let marker = EmptyElement::at((x, v))
                     + Circle::new((0, 0), 5, colour.filled())
-                    + Text::new(format!("{} {}", level.name, level.call), (8, -6), (FONT, 11).into_font().color(&colour));
+                    + Text::new(label, offset, (FONT, 11).into_font().color(&colour));
                 chart.draw_series(std::iter::once(marker)).map_err(|e| fail(NAME, e))?;
             }
         }

@@ -6,6 +6,7 @@ use std::path::Path;
 use serde_json::json;
 use u2ad_core::dataset::SAMPLE_SIZE;
 use u2ad_core::detect_outputs::{vertebra_lines, SampleResult};
+use u2ad_core::level_scores::OutsideRegion;
 use u2ad_io::staging::StagedWrites;
 use u2ad_report::figures::{curve_figure, format_value, maps_figure, CurveData, LevelSpan, OverlayLimits, RowLine, SliceMaps};
 use u2ad_report::html::ReportFigure;
@@ -56,7 +57,10 @@ pub(super) fn write_subject_figures(
         d.subject,
         scores.patient_score.map(format_value).unwrap_or_else(|| "none".into()),
         calls.patient_call.replace('_', " "),
-        if calls.positive.is_empty() { String::new() } else { format!(" ({})", calls.positive.join(", ")) }
+        match calls.positive_places() {
+            places if places.is_empty() => String::new(),
+            places => format!(" ({})", places.join(", ")),
+        }
     );
     if let Some((sample, candidates)) = &d.mid {
         let slice = SliceMaps {
@@ -106,6 +110,19 @@ pub(super) fn write_subject_figures(
             })
         })
         .collect();
+    let outside_spans = decision.outside_levels.iter().filter_map(|region| {
+        let peak_row = scores.outside_levels.iter().find(|o| o.region == region.region)?.peak_row_px;
+        let rows = outside_rows(region.region, &row_segment, &scores.curve.values)?;
+        Some(LevelSpan {
+            name: region.region.name().to_string(),
+            start_mm: position(*rows.start() as f64),
+            end_mm: position(*rows.end() as f64 + 1.0),
+            threshold: region.threshold,
+            peak: Some((position(peak_row as f64), region.score)),
+            call: region.call.label().to_string(),
+        })
+    });
+    let level_spans: Vec<LevelSpan> = level_spans.into_iter().chain(outside_spans).collect();
     let curve = CurveData {
         positions_mm: (0..SAMPLE_SIZE).map(|r| position(r as f64)).collect(),
         values: scores.curve.values.clone(),
@@ -120,9 +137,22 @@ pub(super) fn write_subject_figures(
         merged(json!({"Description": "Anomaly curve along the cord with the vertebral centres (green), each level's threshold (red dashes) and its peak coloured by its call"}), provenance),
     )?;
     figures.push(ReportFigure {
-        caption: "Anomaly curve: blue, the curve; green dashes, vertebral centres; red dashes, each level's threshold; dots, each level's peak (red positive, grey negative, orange indeterminate)".into(),
+        caption: "Anomaly curve: blue, the curve; green dashes, vertebral centres; red dashes, each level's threshold (and that of the cord above and below the levels); dots, each level's peak (red positive, grey negative, orange indeterminate)".into(),
         png,
         file: report_address(folder.out, &d.outputs.curve_figure()),
     });
     Ok(figures)
+}
+
+/// The rows of the cord above the first level or below the last that the curve sees (first to
+/// last), or `None` when it sees none there.
+fn outside_rows(region: OutsideRegion, row_segment: &[u8], curve: &[Option<f64>]) -> Option<std::ops::RangeInclusive<usize>> {
+    let first_level = row_segment.iter().position(|&c| c != 0)?;
+    let last_level = row_segment.iter().rposition(|&c| c != 0)?;
+    let held = |row: usize| match region {
+        OutsideRegion::AboveLevels => row < first_level,
+        OutsideRegion::BelowLevels => row > last_level,
+    };
+    let seen: Vec<usize> = (0..curve.len()).filter(|&r| held(r) && curve[r].is_some()).collect();
+    Some(*seen.first()?..=*seen.last()?)
 }

@@ -6,6 +6,7 @@ use u2ad_core::scoring::{
     CallConfig, FalsePositiveScope, IndeterminateReason, LevelPooling, ReferenceScores, SegmentCall, SubjectDecision, Threshold,
 };
 use u2ad_io::staging::StagedWrites;
+use u2ad_report::figures::format_value;
 use u2ad_report::html::{render_report, Report, ReportFigure, ReportLevel, ReportSubject};
 
 use super::tables::{CalledSubject, PatientCsvRow};
@@ -80,6 +81,15 @@ pub(super) fn report_subject(folder: &CohortFolder<'_>, called: &CalledSubject<'
             notes.push(format!("{} indeterminate: {why}", s.level.name()));
         }
     }
+    for region in decision.outside_levels.iter().filter(|r| r.call == SegmentCall::Positive) {
+        notes.push(format!(
+            "the cord {} is positive: score {} above its threshold {}{}",
+            region.region.name(),
+            format_value(region.score),
+            region.threshold.map(format_value).unwrap_or_else(|| "none".into()),
+            region.z.map(|z| format!(" (z {z:.2})")).unwrap_or_default()
+        ));
+    }
     notes.push(format!("levels: {}", d.meta.levels_source));
     if d.meta.csf_derived {
         notes.push("CSF derived around the cord (no CSF mask given)".into());
@@ -92,7 +102,7 @@ pub(super) fn report_subject(folder: &CohortFolder<'_>, called: &CalledSubject<'
         image_file: d.image.display().to_string(),
         patient_score: d.scored.scores.patient_score,
         patient_call: calls.patient_call.to_string(),
-        positive_levels: calls.positive.clone(),
+        positive_levels: calls.positive_places(),
         notes,
         levels: rows
             .iter()

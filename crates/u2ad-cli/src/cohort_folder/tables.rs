@@ -98,6 +98,8 @@ pub fn merged(mut base: Value, extra: &Value) -> Value {
 pub(super) struct CallSummary {
     pub(super) patient_call: &'static str,
     pub(super) positive: Vec<String>,
+    /// "above levels" / "below levels" when the cord there is called positive.
+    pub(super) positive_outside: Vec<String>,
     pub(super) indeterminate: Vec<String>,
     pub(super) out_of_fov: Vec<String>,
 }
@@ -107,9 +109,20 @@ impl CallSummary {
         CallSummary {
             patient_call: patient_call_label(decision.patient_call),
             positive: levels_merged(decision, |c| c == SegmentCall::Positive),
+            positive_outside: decision
+                .outside_levels
+                .iter()
+                .filter(|r| r.call == SegmentCall::Positive)
+                .map(|r| r.region.name().to_string())
+                .collect(),
             indeterminate: levels_merged(decision, |c| matches!(c, SegmentCall::Indeterminate(_))),
             out_of_fov: levels_merged(decision, |c| c == SegmentCall::OutOfFieldOfView),
         }
+    }
+
+    /// The positive levels, then the positive cord outside them: where the patient call comes from.
+    pub(super) fn positive_places(&self) -> Vec<String> {
+        self.positive.iter().chain(&self.positive_outside).cloned().collect()
     }
 }
 
@@ -245,13 +258,7 @@ pub(super) fn patient_row(s: &CalledSubject<'_>) -> PatientCsvRow {
         call: calls.patient_call.to_string(),
         group: scores.group.clone(),
         positive_levels: calls.positive.join(" "),
-        positive_outside_levels: decision
-            .outside_levels
-            .iter()
-            .filter(|r| r.call == SegmentCall::Positive)
-            .map(|r| r.region.name())
-            .collect::<Vec<_>>()
-            .join("; "),
+        positive_outside_levels: calls.positive_outside.join("; "),
         indeterminate_levels: calls.indeterminate.join(" "),
         out_of_fov_levels: calls.out_of_fov.join(" "),
         samples: d.samples,

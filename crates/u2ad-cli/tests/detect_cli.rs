@@ -183,7 +183,9 @@ fn detects_the_shared_cohort_writes_every_output_and_reuses_them() {
 
     // Patient JSON agrees with the table.
     let patient = json(&anat.join(format!("{stem}_desc-patient_scores.json")));
-    let best = rows.iter().map(|r| r[2].parse::<f64>().unwrap()).fold(f64::NEG_INFINITY, f64::max);
+    // The highest score of the levels and of the cord above and below them.
+    let outside = patient["OutsideLevels"].as_array().unwrap().iter().map(|r| r["score"].as_f64().unwrap());
+    let best = rows.iter().map(|r| r[2].parse::<f64>().unwrap()).chain(outside).fold(f64::NEG_INFINITY, f64::max);
     assert!((patient["PatientScore"].as_f64().unwrap() - best).abs() <= 1e-12 * best.max(1.0));
     let positives: Vec<&str> = rows.iter().filter(|r| r[6] == "positive").map(|r| r[1].as_str()).collect();
     assert_eq!(patient["PositiveLevels"], serde_json::json!(positives));
@@ -333,6 +335,7 @@ fn a_patient_positive_through_the_cord_above_the_levels_says_so() {
     let above = patient["OutsideLevels"].as_array().unwrap().iter().find(|r| r["region"] == "above_levels").expect("sub-errsm23 has cord above C2/C3").clone();
     let above_score = above["score"].as_f64().unwrap();
     assert!(above_score > 0.0);
+    assert!(patient["PatientScore"].as_f64().unwrap() >= above_score, "the patient score counts the cord above the levels");
 
     // A threshold just below the cord above the levels (maps reused): that region is positive.
     let threshold = format!("{}", above_score * 0.999);

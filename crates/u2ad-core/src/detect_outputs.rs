@@ -373,6 +373,8 @@ pub fn score_maps(maps: &SubjectMaps, settings: &MapScoring) -> ScoredSubject {
         let spacing = maps.samples.first().map_or(1.0, |s| slice_spacing_mm(&maps.subject, &s.meta));
         let (found, outside) = stack_scores(&stack, shape, &settings.levels, settings.scoring.pixel_mm, spacing);
         replace_segment_scores(&mut scores, &found, &slices, settings.scoring.pixel_mm);
+        // A lesion above C2/C3 or below C7/T1 in view reaches the patient's score, as its call.
+        scores.patient_score = scores.patient_score.into_iter().chain(outside.iter().map(|o| o.score)).reduce(f64::max);
         scores.outside_levels = outside;
     }
     ScoredSubject { candidates, scores }

@@ -37,8 +37,9 @@
 //!   L's code (ties: the most superior row). A segment none of whose rows has a curve value (the
 //!   level is not on the image, or the cord is not seen there) is
 //!   [`SegmentOutcome::OutOfFieldOfView`], never a score of 0.
-//! * The patient score is the maximum of the segment scores; the maximum of c(y) over every cord
-//!   row (including rows above C2/C3 and below C7/T1) is recorded beside it.
+//! * The patient score is the maximum of the segment scores (with the 3-D level scores, and of
+//!   the cord in view above C2/C3 and below C7/T1, [`crate::detect_outputs::score_maps`]); the
+//!   maximum of c(y) over every cord row is recorded beside it.
 //! * Peak position, in mm along the image's superior-inferior axis: (peak row - origin row) x
 //!   pixel size, where the origin is the upper end (first row) of segment C2/C3 when the sample
 //!   has one, else the first row of the subject curve (the first cord row);

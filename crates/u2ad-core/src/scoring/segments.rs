@@ -101,7 +101,8 @@ pub struct SubjectScores {
     pub curve: SubjectCurve,
     /// The six segments C2/C3 … C7/T1, in that order.
     pub segments: Vec<SegmentScore>,
-    /// Maximum of the segment scores (`None` when no segment is scored).
+    /// Maximum of the segment scores and of the cord in view outside them (`outside_levels`,
+    /// once the 3-D scores are in place); `None` when nothing is scored.
     pub patient_score: Option<f64>,
     /// Maximum of the curve over every cord row.
     pub max_over_cord_rows: Option<f64>,

@@ -26,7 +26,7 @@ fn heading_of(sections: &[(String, Vec<String>)], flag: &str) -> String {
 #[test]
 fn shared_flags_sit_under_the_same_heading_in_every_verb() {
     for (verb, expected) in [
-        ("detect", &[("--include", "Input"), ("--cord", "Input"), ("--samples-per-patch", "Monte Carlo"), ("--mc-region", "Monte Carlo"), ("--pooling", "Scores and calls"), ("--device", "Run"), ("--seed", "Run"), ("--jobs", "Run"), ("--force", "Run")][..]),
+        ("detect", &[("--include", "Input"), ("--cord", "Input"), ("--samples-per-patch", "Monte Carlo"), ("--mc-region", "Monte Carlo"), ("--pooling", "Scores and calls"), ("--reference-scores", "Scores and calls"), ("--device", "Run"), ("--seed", "Run"), ("--jobs", "Run"), ("--force", "Run")][..]),
         ("prepare", &[("--include", "Input"), ("--cord-offset-voxels", "Input"), ("--jobs", "Run"), ("--skip-failed", "Run")][..]),
         ("baseline", &[("--include", "Input"), ("--pooling", "Scores and calls"), ("--jobs", "Run")][..]),
         ("pretrain", &[("--config", "Training"), ("--batch-size", "Training"), ("--seed", "Run"), ("--device", "Run")][..]),

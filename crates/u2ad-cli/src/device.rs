@@ -18,6 +18,28 @@ pub enum DeviceChoice {
     Cuda(usize),
 }
 
+impl DeviceChoice {
+    /// `--device`'s default in every verb.
+    pub const DEFAULT: DeviceChoice = DeviceChoice::Auto;
+}
+
+impl Default for DeviceChoice {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// The `--device` value that names it ([`parse_device`] reads it back).
+impl std::fmt::Display for DeviceChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DeviceChoice::Auto => f.write_str("auto"),
+            DeviceChoice::Cpu => f.write_str("cpu"),
+            DeviceChoice::Cuda(n) => write!(f, "cuda:{n}"),
+        }
+    }
+}
+
 /// Where the run goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Device {
@@ -26,11 +48,11 @@ pub enum Device {
 }
 
 impl Device {
-    /// The `--device` value that names it.
-    pub fn flag(self) -> String {
+    /// The choice that names it (a verb run on a device already resolved).
+    pub fn choice(self) -> DeviceChoice {
         match self {
-            Device::Cpu => "cpu".into(),
-            Device::Cuda(n) => format!("cuda:{n}"),
+            Device::Cpu => DeviceChoice::Cpu,
+            Device::Cuda(n) => DeviceChoice::Cuda(n),
         }
     }
 }
@@ -171,7 +193,12 @@ mod tests {
         assert_eq!(parse_device("cuda"), Ok(DeviceChoice::Cuda(0)));
         assert_eq!(parse_device("cuda:3"), Ok(DeviceChoice::Cuda(3)));
         assert!(parse_device("gpu").is_err() && parse_device("cuda:x").is_err());
-        assert_eq!(Device::Cuda(2).flag(), "cuda:2");
+        assert_eq!(Device::Cuda(2).choice(), DeviceChoice::Cuda(2));
+        assert_eq!(Device::Cpu.choice(), DeviceChoice::Cpu);
+        for choice in [DeviceChoice::Auto, DeviceChoice::Cpu, DeviceChoice::Cuda(0), DeviceChoice::Cuda(3)] {
+            assert_eq!(parse_device(&choice.to_string()), Ok(choice));
+        }
+        assert_eq!((DeviceChoice::default().to_string(), DeviceChoice::Cuda(2).to_string()), ("auto".to_string(), "cuda:2".to_string()));
     }
 
     #[test]

@@ -45,6 +45,22 @@ pub struct AdaptArgs {
     pub training: TrainingFlags,
 }
 
+impl AdaptArgs {
+    /// `u2ad adapt DATA --model MODEL --out OUT` with every other flag at its default.
+    pub fn new(data: PathBuf, model: PathBuf, out: PathBuf) -> Self {
+        AdaptArgs {
+            data: Some(data),
+            data_flag: None,
+            model,
+            out,
+            eu_epochs: None,
+            au_epochs: None,
+            refresh_every: None,
+            training: TrainingFlags::default(),
+        }
+    }
+}
+
 pub fn run(args: AdaptArgs, context: &Context) -> anyhow::Result<()> {
     let device = crate::device::resolve(args.training.device, context.quiet)?;
     crate::device::run_on(device, OnDevice(args, context))
@@ -119,4 +135,15 @@ fn run_on<B: AutodiffBackend>(args: AdaptArgs, context: &Context, device: &B::De
     let model_path = common::write_outputs(&args.out, &data, &config, &outcome, provenance, seconds)?;
     common::report(context, &model_path, total - outcome.resumed_at, seconds);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_gives_what_clap_gives() {
+        let crate::Command::Adapt(parsed) = super::super::parse_command(&["adapt", "cohort.u2ds", "--model", "m.safetensors", "--out", "runs/adapt"]) else { unreachable!() };
+        super::super::assert_same(&AdaptArgs::new("cohort.u2ds".into(), "m.safetensors".into(), "runs/adapt".into()), &parsed);
+    }
 }

@@ -68,7 +68,7 @@ pub struct BaselineArgs {
     /// prepared dataset (.u2ds) written by `u2ad prepare`.
     pub input: PathBuf,
     /// Which baseline.
-    #[arg(long, value_enum, default_value = "intensity")]
+    #[arg(long, value_enum, default_value_t = BaselineArgs::METHOD)]
     pub method: BaselineMethod,
     /// Output folder (the layout of `u2ad detect`).
     #[arg(short, long)]
@@ -86,6 +86,24 @@ pub struct BaselineArgs {
     /// Subjects processed at once (threads; default: all cores).
     #[arg(short, long, help_heading = "Run")]
     pub jobs: Option<usize>,
+}
+
+impl BaselineArgs {
+    /// `--method`'s default (clap's and [`BaselineArgs::new`]'s).
+    pub const METHOD: BaselineMethod = BaselineMethod::Intensity;
+
+    /// `u2ad baseline INPUT --out OUT` with every other flag at its default.
+    pub fn new(input: PathBuf, out: PathBuf) -> Self {
+        BaselineArgs {
+            input,
+            method: Self::METHOD,
+            out,
+            subjects: SubjectArgs::default(),
+            calls: CallArgs::default(),
+            slices: SliceArgs::default(),
+            jobs: None,
+        }
+    }
 }
 
 /// The prepared subjects of the input.
@@ -262,4 +280,15 @@ pub fn write_detection_folder(folder: &DetectionFolder, maps: Vec<SubjectMaps>, 
     };
     write_cohort(&cohort, &results, context)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_gives_what_clap_gives() {
+        let crate::Command::Baseline(parsed) = super::super::parse_command(&["baseline", "cohort", "--out", "x"]) else { unreachable!() };
+        super::super::assert_same(&BaselineArgs::new("cohort".into(), "x".into()), &parsed);
+    }
 }

@@ -57,24 +57,24 @@ pub struct CallArgs {
     #[arg(long)]
     pub threshold: Option<f64>,
     /// Target false-positive rate of the cohort-calibrated thresholds (see --fpr-scope).
-    #[arg(long, default_value_t = 0.05)]
+    #[arg(long, default_value_t = CallArgs::TARGET_FPR)]
     pub target_fpr: f64,
     /// What the target false-positive rate holds for.
-    #[arg(long, value_enum, default_value = "patient")]
+    #[arg(long, value_enum, default_value_t = CallArgs::FPR_SCOPE)]
     pub fpr_scope: ScopeArg,
     /// Reference scores of a level's cohort threshold (never another scan of the same participant:
     /// the `source_participant` column of participants.tsv, else the sub- label).
-    #[arg(long, value_enum, default_value = "per-level")]
+    #[arg(long, value_enum, default_value_t = CallArgs::POOLING)]
     pub pooling: PoolingArg,
     /// Fewest reference scores to calibrate a threshold (else the level is indeterminate).
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = CallArgs::MIN_REFERENCE)]
     pub min_reference: usize,
     /// Which reference scores set a level's median and spread: the other patients' lesions would
     /// otherwise raise every threshold (the cord outside the levels always uses all of them).
-    #[arg(long, value_enum, default_value = "negative")]
+    #[arg(long, value_enum, default_value_t = CallArgs::REFERENCE_SCORES)]
     pub reference_scores: ReferenceScoresArg,
     /// How a level's score is taken from the map.
-    #[arg(long, value_enum, default_value = "cord3d")]
+    #[arg(long, value_enum, default_value_t = CallArgs::LEVEL_SCORE)]
     pub level_score: LevelScoreArg,
     /// CSF partial volume inside the cord mask (default: the method's own setting, `exclude` for
     /// U2AD, `keep` for the intensity recipe). With --level-score cord3d only.
@@ -92,6 +92,14 @@ pub struct CallArgs {
 }
 
 impl CallArgs {
+    /// The flags' defaults (clap's and [`Default`]'s).
+    pub const TARGET_FPR: f64 = 0.05;
+    pub const FPR_SCOPE: ScopeArg = ScopeArg::Patient;
+    pub const POOLING: PoolingArg = PoolingArg::PerLevel;
+    pub const MIN_REFERENCE: usize = 10;
+    pub const REFERENCE_SCORES: ReferenceScoresArg = ReferenceScoresArg::Negative;
+    pub const LEVEL_SCORE: LevelScoreArg = LevelScoreArg::Cord3d;
+
     /// How the QC report holds its figures.
     pub fn figure_mode(&self) -> u2ad_report::html::FigureMode {
         if self.self_contained_report {
@@ -163,7 +171,7 @@ pub enum SlicesArg {
 pub struct SliceArgs {
     /// Which sagittal slices make the anomaly curve (the figures; the level scores too with
     /// --level-score curve-peak).
-    #[arg(long, value_enum, default_value = "all", help_heading = "Scores and calls")]
+    #[arg(long, value_enum, default_value_t = SliceArgs::SLICES, help_heading = "Scores and calls")]
     pub slices: SlicesArg,
     /// The old spelling of `--slices mid` (hidden; kept for one release).
     #[arg(long, hide = true, conflicts_with = "slices")]
@@ -171,6 +179,9 @@ pub struct SliceArgs {
 }
 
 impl SliceArgs {
+    /// `--slices`'s default (clap's and [`Default`]'s).
+    pub const SLICES: SlicesArg = SlicesArg::All;
+
     /// The slices of the anomaly curve.
     pub fn selection(&self) -> SliceSelection {
         match (self.slices, self.mid_slice_only) {
@@ -194,18 +205,18 @@ pub struct MapCallArgs {
     #[command(flatten)]
     pub slices: SliceArgs,
     /// Row statistic of the anomaly curve (as --slices).
-    #[arg(long, value_enum, default_value = "mean", help_heading = "Scores and calls")]
+    #[arg(long, value_enum, default_value_t = MapCallArgs::CURVE_STATISTIC, help_heading = "Scores and calls")]
     pub curve_statistic: StatisticArg,
 
     #[command(flatten)]
     pub calls: CallArgs,
     /// A level's EU is high above median + Z x 1.4826 x MAD of the other participants' EU.
-    #[arg(long, default_value_t = 3.0, help_heading = "Scores and calls")]
+    #[arg(long, default_value_t = MapCallArgs::EU_GATE, help_heading = "Scores and calls")]
     pub eu_gate: f64,
     /// High EU makes a level indeterminate only when its z is within this many robust standard
     /// deviations of the threshold (the call could go either way; never with a fixed
     /// --threshold, which has no z); negative: whenever EU is high.
-    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true, help_heading = "Scores and calls")]
+    #[arg(long, default_value_t = MapCallArgs::EU_GATE_MARGIN, allow_negative_numbers = true, help_heading = "Scores and calls")]
     pub eu_gate_margin: f64,
     /// No indeterminate call for high EU.
     #[arg(long, help_heading = "Scores and calls")]
@@ -213,6 +224,11 @@ pub struct MapCallArgs {
 }
 
 impl MapCallArgs {
+    /// The flags' defaults (clap's and [`Default`]'s).
+    pub const CURVE_STATISTIC: StatisticArg = StatisticArg::Mean;
+    pub const EU_GATE: f64 = 3.0;
+    pub const EU_GATE_MARGIN: f64 = 1.0;
+
     /// The map scoring and the calls; a bad threshold or rate is an error now.
     pub fn settings(&self) -> anyhow::Result<(MapScoring, CallConfig)> {
         let mut scoring = MapScoring::default();
@@ -231,5 +247,44 @@ impl MapCallArgs {
             UncertaintyGate::NearThreshold { z: self.eu_gate, margin: self.eu_gate_margin }
         };
         Ok((scoring, self.calls.call_config(gate)?))
+    }
+}
+
+/// What clap gives when none of the flags is given.
+impl Default for CallArgs {
+    fn default() -> Self {
+        CallArgs {
+            threshold: None,
+            target_fpr: Self::TARGET_FPR,
+            fpr_scope: Self::FPR_SCOPE,
+            pooling: Self::POOLING,
+            min_reference: Self::MIN_REFERENCE,
+            reference_scores: Self::REFERENCE_SCORES,
+            level_score: Self::LEVEL_SCORE,
+            csf_partial_volume: None,
+            cord_erosion_mm: None,
+            self_contained_report: false,
+        }
+    }
+}
+
+/// What clap gives when none of the flags is given.
+impl Default for SliceArgs {
+    fn default() -> Self {
+        SliceArgs { slices: Self::SLICES, mid_slice_only: false }
+    }
+}
+
+/// What clap gives when none of the flags is given.
+impl Default for MapCallArgs {
+    fn default() -> Self {
+        MapCallArgs {
+            slices: SliceArgs::default(),
+            curve_statistic: Self::CURVE_STATISTIC,
+            calls: CallArgs::default(),
+            eu_gate: Self::EU_GATE,
+            eu_gate_margin: Self::EU_GATE_MARGIN,
+            no_eu_gate: false,
+        }
     }
 }

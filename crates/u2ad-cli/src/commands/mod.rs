@@ -29,3 +29,17 @@ pub fn load_checked_model<B: burn::tensor::backend::Backend>(
     }
     Ok((model, info))
 }
+
+/// The verb `argv` names, parsed by the command line itself (tests: a verb's constructor gives
+/// what clap gives).
+#[cfg(test)]
+pub(crate) fn parse_command(argv: &[&str]) -> crate::Command {
+    use clap::Parser as _;
+    crate::Cli::try_parse_from(std::iter::once("u2ad").chain(argv.iter().copied())).unwrap_or_else(|e| panic!("{argv:?}: {e}")).command
+}
+
+/// The same flags, field by field (their `Debug` texts, since not every flag type compares).
+#[cfg(test)]
+pub(crate) fn assert_same<T: std::fmt::Debug>(built: &T, parsed: &T) {
+    assert_eq!(format!("{built:#?}"), format!("{parsed:#?}"));
+}

@@ -41,9 +41,16 @@ pub struct PrepareArgs {
     pub skip_failed: bool,
 }
 
+impl PrepareArgs {
+    /// `u2ad prepare INPUT --out OUT` with every other flag at its default.
+    pub fn new(input: PathBuf, out: PathBuf) -> Self {
+        PrepareArgs { input: Some(input), out, scans: ScanInputs::default(), jobs: None, skip_failed: false }
+    }
+}
+
 /// Where the scans and their labels are, beyond the input folder: one image with its masks, or
 /// how to find a BIDS dataset's labels (shared by `prepare` and `detect`).
-#[derive(Args, Debug, Clone, Default)]
+#[derive(Args, Debug, Clone)]
 #[command(next_help_heading = "Input")]
 pub struct ScanInputs {
     /// One T2w image (instead of a BIDS folder).
@@ -79,12 +86,32 @@ pub struct ScanInputs {
     pub subjects: SubjectArgs,
     /// Grow (positive) or shrink (negative) every cord mask by this many voxels in 3-D first: a
     /// check of how much the results depend on the mask.
-    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = ScanInputs::CORD_OFFSET_VOXELS, allow_negative_numbers = true)]
     pub cord_offset_voxels: i32,
+}
+
+/// What clap gives when none of the flags is given.
+impl Default for ScanInputs {
+    fn default() -> Self {
+        ScanInputs {
+            image: None,
+            cord: None,
+            csf: None,
+            levels: None,
+            subject: None,
+            labels_dir: None,
+            cord_suffix: Vec::new(),
+            csf_suffix: Vec::new(),
+            levels_suffix: Vec::new(),
+            subjects: SubjectArgs::default(),
+            cord_offset_voxels: Self::CORD_OFFSET_VOXELS,
+        }
+    }
 }
 
 /// Which subjects of a cohort, and how their level labels read (shared by `prepare`, `detect`,
 /// `synth` and `baseline`).
+// The derived `Default` is what clap gives when none of the flags is given.
 #[derive(Args, Debug, Clone, Default)]
 #[command(next_help_heading = "Input")]
 pub struct SubjectArgs {
@@ -98,6 +125,9 @@ pub struct SubjectArgs {
 }
 
 impl ScanInputs {
+    /// `--cord-offset-voxels`'s default (clap's and [`Default`]'s).
+    pub const CORD_OFFSET_VOXELS: i32 = 0;
+
     /// How these inputs are prepared.
     pub fn prepare_options(&self) -> PrepareOptions {
         PrepareOptions {
@@ -279,5 +309,16 @@ fn print_table(dataset: &PreparedDataset) {
             if subject.csf_derived { "derived" } else { "given" },
             levels
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_gives_what_clap_gives() {
+        let crate::Command::Prepare(parsed) = super::super::parse_command(&["prepare", "cohort", "--out", "x.u2ds"]) else { unreachable!() };
+        super::super::assert_same(&PrepareArgs::new("cohort".into(), "x.u2ds".into()), &parsed);
     }
 }

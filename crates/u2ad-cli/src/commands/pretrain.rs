@@ -34,6 +34,13 @@ pub struct PretrainArgs {
     pub training: TrainingFlags,
 }
 
+impl PretrainArgs {
+    /// `u2ad pretrain DATA --out OUT` with every other flag at its default.
+    pub fn new(data: PathBuf, out: PathBuf) -> Self {
+        PretrainArgs { data: Some(data), data_flag: None, out, epochs: None, training: TrainingFlags::default() }
+    }
+}
+
 pub fn run(args: PretrainArgs, context: &Context) -> anyhow::Result<()> {
     let device = crate::device::resolve(args.training.device, context.quiet)?;
     crate::device::run_on(device, OnDevice(args, context))
@@ -78,4 +85,15 @@ fn run_on<B: AutodiffBackend>(args: PretrainArgs, context: &Context, device: &B:
     let model_path = common::write_outputs(&args.out, &data, &config, &outcome, provenance, seconds)?;
     common::report(context, &model_path, config.pretraining.epochs - outcome.resumed_at, seconds);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_gives_what_clap_gives() {
+        let crate::Command::Pretrain(parsed) = super::super::parse_command(&["pretrain", "healthy.u2ds", "--out", "runs/pretrain"]) else { unreachable!() };
+        super::super::assert_same(&PretrainArgs::new("healthy.u2ds".into(), "runs/pretrain".into()), &parsed);
+    }
 }

@@ -26,7 +26,8 @@ pub const CONFIG_FILE: &str = "config.toml";
 pub const MODEL_FILE: &str = "model.safetensors";
 
 /// Flags of both training commands.
-#[derive(Args, Debug)]
+// The derived `Default` is what clap gives when none of the flags is given.
+#[derive(Args, Debug, Default)]
 #[command(next_help_heading = "Training")]
 pub struct TrainingFlags {
     /// Training configuration (TOML; missing keys take the reference's values, see
@@ -47,7 +48,7 @@ pub struct TrainingFlags {
     pub resume: bool,
     /// Where to train: auto (CUDA when this build has it and a driver, else the CPU), cpu, cuda,
     /// cuda:N.
-    #[arg(long, value_parser = parse_device, default_value = "auto", help_heading = "Run")]
+    #[arg(long, value_parser = parse_device, default_value_t = DeviceChoice::DEFAULT, help_heading = "Run")]
     pub device: DeviceChoice,
 }
 

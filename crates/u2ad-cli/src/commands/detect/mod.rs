@@ -106,19 +106,19 @@ pub struct DetectArgs {
     pub scans: ScanInputs,
 
     /// K: reconstructions of each ROI patch.
-    #[arg(short = 'k', long, default_value_t = 10, help_heading = "Monte Carlo")]
+    #[arg(short = 'k', long, default_value_t = DetectArgs::SAMPLES_PER_PATCH, help_heading = "Monte Carlo")]
     pub samples_per_patch: usize,
     /// Fraction of the ROI patches masked in each pass.
-    #[arg(long, default_value_t = 0.75, help_heading = "Monte Carlo")]
+    #[arg(long, default_value_t = DetectArgs::MASK_RATIO, help_heading = "Monte Carlo")]
     pub mask_ratio: f64,
     /// Mask schedule of the Monte-Carlo passes.
-    #[arg(long, value_enum, default_value = "balanced", help_heading = "Monte Carlo")]
+    #[arg(long, value_enum, default_value_t = DetectArgs::MC_SCHEDULE, help_heading = "Monte Carlo")]
     pub mc_schedule: ScheduleArg,
     /// Most passes per slice for --mc-schedule reference.
-    #[arg(long, default_value_t = 400, help_heading = "Monte Carlo")]
+    #[arg(long, default_value_t = DetectArgs::MAX_PASSES, help_heading = "Monte Carlo")]
     pub max_passes: usize,
     /// Region masked and reconstructed by the Monte-Carlo passes.
-    #[arg(long, value_enum, default_value = "roi", help_heading = "Monte Carlo")]
+    #[arg(long, value_enum, default_value_t = DetectArgs::MC_REGION, help_heading = "Monte Carlo")]
     pub mc_region: McRegionArg,
     /// Reconstruct each slice as prepared, without the per-slice min-max normalisation that
     /// training and the reference apply to every slice.
@@ -126,18 +126,18 @@ pub struct DetectArgs {
     pub no_min_max: bool,
     /// Masked copies reconstructed per forward batch of the Monte-Carlo passes (memory grows
     /// with it; not training's --batch-size).
-    #[arg(long = "mc-batch", alias = "batch", default_value_t = 8, help_heading = "Monte Carlo")]
+    #[arg(long = "mc-batch", alias = "batch", default_value_t = DetectArgs::MC_BATCH, help_heading = "Monte Carlo")]
     pub mc_batch: usize,
     /// Which deviations make the anomaly map: `hyperintense` (image brighter than its
     /// reconstruction: T2 hyperintensities) or `both` (the paper's |image - reconstruction|).
-    #[arg(long, value_enum, default_value = "hyperintense", help_heading = "Scores and calls")]
+    #[arg(long, value_enum, default_value_t = DetectArgs::POLARITY, help_heading = "Scores and calls")]
     pub polarity: PolarityArg,
     /// Where the model runs: auto (CUDA when this build has it and a driver, else the CPU),
     /// cpu, cuda, cuda:N.
-    #[arg(long, value_parser = parse_device, default_value = "auto", help_heading = "Run")]
+    #[arg(long, value_parser = parse_device, default_value_t = DeviceChoice::DEFAULT, help_heading = "Run")]
     pub device: DeviceChoice,
     /// Seed of the mask schedules (each slice's seed derives from it, the subject and the slice).
-    #[arg(long, default_value_t = 0, help_heading = "Run")]
+    #[arg(long, default_value_t = DetectArgs::SEED, help_heading = "Run")]
     pub seed: u64,
 
     #[command(flatten)]
@@ -155,6 +155,42 @@ pub struct DetectArgs {
     /// Recompute subjects whose outputs exist with the same configuration and model.
     #[arg(long, help_heading = "Run")]
     pub force: bool,
+}
+
+impl DetectArgs {
+    /// The flags' defaults (clap's and [`DetectArgs::new`]'s).
+    pub const SAMPLES_PER_PATCH: usize = 10;
+    pub const MASK_RATIO: f64 = 0.75;
+    pub const MC_SCHEDULE: ScheduleArg = ScheduleArg::Balanced;
+    pub const MAX_PASSES: usize = 400;
+    pub const MC_REGION: McRegionArg = McRegionArg::Roi;
+    pub const MC_BATCH: usize = 8;
+    pub const POLARITY: PolarityArg = PolarityArg::Hyperintense;
+    pub const SEED: u64 = 0;
+
+    /// `u2ad detect INPUT --model MODEL --out OUT` with every other flag at its default.
+    pub fn new(input: PathBuf, model: PathBuf, out: PathBuf) -> Self {
+        DetectArgs {
+            input: Some(input),
+            model,
+            out,
+            scans: ScanInputs::default(),
+            samples_per_patch: Self::SAMPLES_PER_PATCH,
+            mask_ratio: Self::MASK_RATIO,
+            mc_schedule: Self::MC_SCHEDULE,
+            max_passes: Self::MAX_PASSES,
+            mc_region: Self::MC_REGION,
+            no_min_max: false,
+            mc_batch: Self::MC_BATCH,
+            polarity: Self::POLARITY,
+            device: DeviceChoice::DEFAULT,
+            seed: Self::SEED,
+            scoring: MapCallArgs::default(),
+            shard: None,
+            jobs: None,
+            force: false,
+        }
+    }
 }
 
 pub fn run(args: DetectArgs, context: &Context) -> anyhow::Result<()> {
@@ -258,3 +294,14 @@ fn run_on<B: Backend>(args: DetectArgs, context: &Context, device: &B::Device) -
     finish::finish_cohort(&run, &map_run, args.scoring.calls.figure_mode(), &detected, &failed, started, context)
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_gives_what_clap_gives() {
+        let argv = ["detect", "cohort.u2ds", "--model", "m.safetensors", "--out", "detect"];
+        let crate::Command::Detect(parsed) = super::super::parse_command(&argv) else { unreachable!() };
+        super::super::assert_same(&DetectArgs::new("cohort.u2ds".into(), "m.safetensors".into(), "detect".into()), &parsed);
+    }
+}

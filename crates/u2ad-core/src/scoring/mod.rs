@@ -124,7 +124,7 @@
 //!
 //! `stats.rs`: percentiles, median, MAD, robust centre and spread, Φ⁻¹; `plane.rs`: the plane
 //! shape, 3 x 3 erosion and 8-connected labels; `candidates.rs`: section 1; `curve.rs`:
-//! section 2; `segments.rs`: section 3; `calls.rs`: section 4; `level_table.rs`: the per-level
+//! section 2; `segments.rs`: section 3; `calls.rs`: section 4 (its tests in `calls_tests.rs`); `level_table.rs`: the per-level
 //! CSV rows. Every public item is re-exported here: `u2ad_core::scoring::X` is the path to use.
 
 mod calls;

@@ -1,0 +1,241 @@
+//! Unit tests of [`super`] (the calls), beside it to keep calls.rs short.
+
+use super::*;
+use crate::scoring::stats::{inverse_normal_cdf, MAD_TO_SD};
+use crate::scoring::test_fixtures::{close, cohort_fixture, legacy, Z_TOLERANCE};
+
+fn calls_of(decision: &SubjectDecision) -> Vec<SegmentCall> {
+    decision.segments.iter().take(3).map(|s| s.call).collect()
+}
+
+const POSITIVE: SegmentCall = SegmentCall::Positive;
+const NEGATIVE: SegmentCall = SegmentCall::Negative;
+const HIGH_EU: SegmentCall = SegmentCall::Indeterminate(IndeterminateReason::HighEpistemicUncertainty);
+
+#[test]
+fn cohort_calls_per_level() {
+    let cohort = cohort_fixture();
+    let config = CallConfig { min_reference_values: 3, ..legacy() };
+    let decisions = call_cohort(&cohort, &config).unwrap();
+    let thresholds: Vec<f64> = decisions.iter().map(|d| d.segments[0].threshold.unwrap()).collect();
+    let expected = [
+        0.014438659987318254,
+        0.015877319974636504,
+        0.016877319974636505,
+        0.013438659987318254,
+        0.013438659987318254,
+        0.014438659987318254,
+    ];
+    for (actual, expected) in thresholds.iter().zip(expected) {
+        close(*actual, expected, Z_TOLERANCE);
+    }
+    close(decisions[0].segments[1].threshold.unwrap(), 0.023657989980977383, Z_TOLERANCE);
+    close(decisions[4].segments[1].threshold.unwrap(), 0.022438659987318255, Z_TOLERANCE);
+    // sub-04's C4/C5 reference is all 0: threshold 0 and 0.030 > 0.
+    close(decisions[3].segments[2].threshold.unwrap(), 0.0, 0.0);
+    close(decisions[0].segments[2].threshold.unwrap(), 0.012368970303949681, Z_TOLERANCE);
+    close(decisions[0].segments[0].eu_limit.unwrap(), 0.0015447799999999993, 1e-12);
+
+    assert_eq!(calls_of(&decisions[0]), vec![NEGATIVE, NEGATIVE, NEGATIVE]);
+    assert_eq!(calls_of(&decisions[2]), vec![NEGATIVE, POSITIVE, NEGATIVE]);
+    assert_eq!(calls_of(&decisions[3]), vec![HIGH_EU, NEGATIVE, POSITIVE]);
+    assert_eq!(calls_of(&decisions[4]), vec![NEGATIVE, SegmentCall::OutOfFieldOfView, NEGATIVE]);
+    assert!(decisions.iter().all(|d| d.segments[3..].iter().all(|s| s.call == SegmentCall::OutOfFieldOfView)));
+    let patients: Vec<PatientCall> = decisions.iter().map(|d| d.patient_call).collect();
+    use PatientCall::{Negative as N, Positive as P};
+    assert_eq!(patients, vec![N, N, P, P, N, N]);
+    assert_eq!(decisions[3].indeterminate_segments, 1);
+}
+
+#[test]
+fn cohort_calls_pooled_over_levels() {
+    let cohort = cohort_fixture();
+    let config = CallConfig { min_reference_values: 3, pooling: LevelPooling::Pooled, ..legacy() };
+    let decisions = call_cohort(&cohort, &config).unwrap();
+    let expected = [
+        0.03810592986684165,
+        0.03760592986684165,
+        0.03200927989854602,
+        0.03244793988586427,
+        0.033947939885864274,
+        0.03810592986684165,
+    ];
+    for (decision, expected) in decisions.iter().zip(expected) {
+        for segment in &decision.segments[..3] {
+            close(segment.threshold.unwrap(), expected, Z_TOLERANCE);
+        }
+    }
+    assert_eq!(calls_of(&decisions[2]), vec![NEGATIVE, POSITIVE, NEGATIVE]);
+    assert_eq!(calls_of(&decisions[3]), vec![HIGH_EU, NEGATIVE, NEGATIVE]);
+    // Indeterminate segments do not make a patient positive.
+    assert_eq!((decisions[3].patient_call, decisions[3].indeterminate_segments), (PatientCall::Negative, 1));
+}
+
+#[test]
+fn the_cord_outside_the_levels_is_called_on_the_levels_scale_when_pooled() {
+    use crate::level_scores::{OutsideRegion, OutsideScore};
+    let mut cohort = cohort_fixture();
+    // The cord above the levels: the five others alike (copies of two hosts are), sub-01 a
+    // little brighter.
+    for (subject, score) in cohort.iter_mut().zip([0.025, 0.0150, 0.0151, 0.0152, 0.0153, 0.0154]) {
+        subject.outside_levels = vec![OutsideScore { region: OutsideRegion::AboveLevels, score, peak_slice: 0, peak_row_px: 0 }];
+    }
+    let per_level = CallConfig {
+        min_reference_values: 3,
+        uncertainty_gate: UncertaintyGate::Off,
+        reference_scores: ReferenceScores::All,
+        ..CallConfig::default()
+    };
+    let decisions = call_cohort(&cohort, &per_level).unwrap();
+    // Against the same region of the others only: median 0.0152, spread 1.4826 x 0.0001.
+    let above = &decisions[0].outside_levels[0];
+    close(above.z.unwrap(), (0.025 - 0.0152) / (MAD_TO_SD * 0.0001), 1e-6);
+    assert_eq!((above.call, decisions[0].patient_call), (POSITIVE, PatientCall::Positive));
+    assert_eq!(decisions[0].patient_z, above.z);
+
+    // Pooled: against every level of the others (14 scores, median 0.0125, MAD 0.0105).
+    let pooled = CallConfig { pooling: LevelPooling::Pooled, ..per_level };
+    let decisions = call_cohort(&cohort, &pooled).unwrap();
+    let above = &decisions[0].outside_levels[0];
+    close(above.z.unwrap(), (0.025 - 0.0125) / (MAD_TO_SD * 0.0105), 1e-9);
+    close(above.threshold.unwrap(), decisions[0].segments[0].threshold.unwrap(), 1e-15);
+    assert_eq!((above.call, decisions[0].patient_call), (NEGATIVE, PatientCall::Negative));
+}
+
+#[test]
+fn fixed_threshold_and_percentile_gate() {
+    let cohort = cohort_fixture();
+    let config = CallConfig {
+        threshold: Threshold::Fixed(0.02),
+        uncertainty_gate: UncertaintyGate::Off,
+        min_reference_values: 3,
+        ..legacy()
+    };
+    let decisions = call_cohort(&cohort, &config).unwrap();
+    // 0.020 is not above 0.02 (strict), 0.021 is.
+    assert_eq!(calls_of(&decisions[0]), vec![NEGATIVE, NEGATIVE, NEGATIVE]);
+    assert_eq!(calls_of(&decisions[3]), vec![POSITIVE, POSITIVE, POSITIVE]);
+    assert_eq!(decisions[3].segments[0].eu_limit, None);
+
+    let config = CallConfig { uncertainty_gate: UncertaintyGate::Percentile { percent: 80.0 }, ..config };
+    let decisions = call_cohort(&cohort, &config).unwrap();
+    close(decisions[3].segments[0].eu_limit.unwrap(), 0.0011200000000000001, 1e-15);
+    close(decisions[0].segments[0].eu_limit.unwrap(), 0.001960000000000001, 1e-15);
+    assert_eq!(decisions[3].segments[0].call, HIGH_EU);
+    assert_eq!(decisions[0].segments[0].call, NEGATIVE);
+}
+
+#[test]
+fn z_scores_and_the_bonferroni_threshold_per_patient() {
+    let cohort = cohort_fixture();
+    let config = CallConfig {
+        min_reference_values: 3,
+        uncertainty_gate: UncertaintyGate::Off,
+        reference_scores: ReferenceScores::All,
+        ..CallConfig::default()
+    };
+    let decisions = call_cohort(&cohort, &config).unwrap();
+    // Three levels in view: each at 0.05 / 3; sub-05 has two: 0.05 / 2.
+    close(decisions[0].z_threshold.unwrap(), inverse_normal_cdf(1.0 - 0.05 / 3.0).unwrap(), 1e-12);
+    close(decisions[4].z_threshold.unwrap(), inverse_normal_cdf(1.0 - 0.05 / 2.0).unwrap(), 1e-12);
+    // sub-01's C2/C3 reference (0.012, 0.011, 0.050, 0.013, 0.009): median 0.012, spread
+    // 1.4826 x 0.001; its score 0.010 is z = -1.349.
+    let z = decisions[0].segments[0].z.unwrap();
+    close(z, (0.010 - 0.012) / (MAD_TO_SD * 0.001), 1e-9);
+    close(decisions[0].segments[0].threshold.unwrap(), 0.012 + decisions[0].z_threshold.unwrap() * MAD_TO_SD * 0.001, 1e-12);
+    // sub-03's C3/C4 (0.090) stays positive; patient z = its largest segment z.
+    assert_eq!(decisions[2].segments[1].call, POSITIVE);
+    assert_eq!(decisions[2].patient_z, decisions[2].segments[1].z);
+    // sub-04's C2/C3 (0.050 against a spread of 0.0015) is positive with its EU ungated.
+    assert_eq!(decisions[3].segments[0].call, POSITIVE);
+}
+
+#[test]
+fn other_patients_lesions_do_not_raise_the_threshold() {
+    use crate::level_scores::{OutsideRegion, OutsideScore};
+    let mut cohort = cohort_fixture();
+    for subject in &mut cohort {
+        subject.outside_levels = vec![OutsideScore { region: OutsideRegion::AboveLevels, score: 0.01, peak_slice: 0, peak_row_px: 0 }];
+    }
+    let clipped = CallConfig { min_reference_values: 3, uncertainty_gate: UncertaintyGate::Off, ..CallConfig::default() };
+    assert_eq!(clipped.reference_scores, ReferenceScores::Negative);
+    let decisions = call_cohort(&cohort, &clipped).unwrap();
+    // sub-01's C2/C3 reference (0.012, 0.011, 0.050, 0.013, 0.009): 0.050 (sub-04's lesion) is
+    // above what the rule calls, so the median and spread come from the other four.
+    let z_cut = decisions[0].z_threshold.unwrap();
+    close(z_cut, inverse_normal_cdf(1.0 - 0.05 / 4.0).unwrap(), 1e-12);
+    let c2c3 = &decisions[0].segments[0];
+    close(c2c3.threshold.unwrap(), 0.0115 + z_cut * MAD_TO_SD * 0.001, 1e-12);
+    close(c2c3.z.unwrap(), (0.010 - 0.0115) / (MAD_TO_SD * 0.001), 1e-9);
+    // Every reference score: median 0.012, the same MAD here, so a higher threshold.
+    let all = CallConfig { reference_scores: ReferenceScores::All, ..clipped };
+    let before = call_cohort(&cohort, &all).unwrap();
+    close(before[0].segments[0].threshold.unwrap(), 0.012 + z_cut * MAD_TO_SD * 0.001, 1e-12);
+    // sub-01's C3/C4 reference (0.018, 0.090, 0.021, 0.019): 0.090 (sub-03's lesion) moved
+    // the median from 0.019 to 0.020 and the MAD from 0.001 to 0.0015.
+    close(before[0].segments[1].threshold.unwrap(), 0.020 + z_cut * MAD_TO_SD * 0.0015, 1e-12);
+    close(decisions[0].segments[1].threshold.unwrap(), 0.019 + z_cut * MAD_TO_SD * 0.001, 1e-12);
+    // The cord outside the levels keeps the full reference either way.
+    assert_eq!(decisions[0].outside_levels[0].threshold, before[0].outside_levels[0].threshold);
+}
+
+#[test]
+fn calibration_never_uses_another_scan_of_the_same_participant() {
+    let mut cohort = cohort_fixture();
+    // sub-03 is a copy of sub-04's participant: sub-04's outlier 0.050 leaves sub-03's reference.
+    cohort[2].group = "sub-04".into();
+    cohort[3].group = "sub-04".into();
+    let config = CallConfig { min_reference_values: 3, ..legacy() };
+    let decisions = call_cohort(&cohort, &config).unwrap();
+    // sub-03's C2/C3 reference is now 0.010, 0.012, 0.013, 0.009.
+    let expected = robust_upper_limit(&[0.010, 0.012, 0.013, 0.009], z_for_false_positive_rate(0.05).unwrap()).unwrap();
+    close(decisions[2].segments[0].threshold.unwrap(), expected, 1e-12);
+    // Others still see both.
+    let all = robust_upper_limit(&[0.012, 0.011, 0.050, 0.013, 0.009], z_for_false_positive_rate(0.05).unwrap()).unwrap();
+    close(decisions[0].segments[0].threshold.unwrap(), all, 1e-12);
+}
+
+#[test]
+fn high_eu_withholds_only_calls_near_the_threshold() {
+    let cohort = cohort_fixture();
+    // sub-04's C2/C3 has high EU (0.0050) and a score far above its threshold: called.
+    let near = CallConfig {
+        min_reference_values: 3,
+        uncertainty_gate: UncertaintyGate::NearThreshold { z: 3.0, margin: 1.0 },
+        scope: FalsePositiveScope::Level,
+        ..CallConfig::default()
+    };
+    let decisions = call_cohort(&cohort, &near).unwrap();
+    assert!(decisions[3].segments[0].mean_eu.unwrap() > decisions[3].segments[0].eu_limit.unwrap());
+    assert_eq!(decisions[3].segments[0].call, POSITIVE);
+    // With a margin wide enough to hold that z, it is withheld as before.
+    let z = decisions[3].segments[0].z.unwrap();
+    let wide = CallConfig { uncertainty_gate: UncertaintyGate::NearThreshold { z: 3.0, margin: z }, ..near };
+    assert_eq!(call_cohort(&cohort, &wide).unwrap()[3].segments[0].call, HIGH_EU);
+    let bad = CallConfig { uncertainty_gate: UncertaintyGate::NearThreshold { z: 3.0, margin: -1.0 }, ..near };
+    assert!(call_cohort(&cohort, &bad).is_err());
+}
+
+#[test]
+fn too_small_a_cohort_is_indeterminate_and_not_assessed() {
+    let cohort: Vec<SubjectScores> = cohort_fixture().into_iter().take(2).collect();
+    let decisions = call_cohort(&cohort, &CallConfig::default()).unwrap();
+    let few = SegmentCall::Indeterminate(IndeterminateReason::TooFewReferenceValues);
+    assert_eq!(calls_of(&decisions[0]), vec![few, few, few]);
+    assert_eq!(decisions[0].segments[0].threshold, None);
+    assert_eq!(decisions[0].patient_call, PatientCall::NotAssessed);
+    assert_eq!(decisions[0].indeterminate_segments, 3);
+}
+
+#[test]
+fn invalid_call_configurations_are_errors() {
+    let cohort = cohort_fixture();
+    let bad_rate =
+        CallConfig { threshold: Threshold::Cohort { target_false_positive_rate: 1.5 }, ..legacy() };
+    assert!(call_cohort(&cohort, &bad_rate).is_err());
+    let bad_fixed = CallConfig { threshold: Threshold::Fixed(f64::NAN), ..legacy() };
+    assert!(call_cohort(&cohort, &bad_fixed).is_err());
+    let bad_gate =
+        CallConfig { uncertainty_gate: UncertaintyGate::Percentile { percent: 120.0 }, ..legacy() };
+    assert!(call_cohort(&cohort, &bad_gate).is_err());
+}

@@ -163,7 +163,7 @@ impl OutsideRegion {
 
     /// Whether `row` of a subject with these row codes lies in the region (no region without
     /// any level).
-    fn holds(self, row: usize, row_segment: &[u8]) -> bool {
+    pub fn holds(self, row: usize, row_segment: &[u8]) -> bool {
         let (Some(first), Some(last)) =
             (row_segment.iter().position(|&c| c != 0), row_segment.iter().rposition(|&c| c != 0))
         else {

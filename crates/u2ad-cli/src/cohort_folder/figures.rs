@@ -147,12 +147,6 @@ pub(super) fn write_subject_figures(
 /// The rows of the cord above the first level or below the last that the curve sees (first to
 /// last), or `None` when it sees none there.
 fn outside_rows(region: OutsideRegion, row_segment: &[u8], curve: &[Option<f64>]) -> Option<std::ops::RangeInclusive<usize>> {
-    let first_level = row_segment.iter().position(|&c| c != 0)?;
-    let last_level = row_segment.iter().rposition(|&c| c != 0)?;
-    let held = |row: usize| match region {
-        OutsideRegion::AboveLevels => row < first_level,
-        OutsideRegion::BelowLevels => row > last_level,
-    };
-    let seen: Vec<usize> = (0..curve.len()).filter(|&r| held(r) && curve[r].is_some()).collect();
+    let seen: Vec<usize> = (0..curve.len()).filter(|&r| region.holds(r, row_segment) && curve[r].is_some()).collect();
     Some(*seen.first()?..=*seen.last()?)
 }

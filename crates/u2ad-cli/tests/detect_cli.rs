@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use u2ad_core::detect_outputs::SubjectMaps;
+use u2ad_core::scoring::{smoothed_reconstruction, PlaneShape};
 use u2ad_data::sample_file;
 use u2ad_io::volume::Volume;
 use u2ad_model::model_file;
@@ -237,21 +238,45 @@ fn detects_the_shared_cohort_writes_every_output_and_reuses_them() {
     let nonzero = |a: &ndarray::Array3<f32>| a.iter().filter(|&&v| v > 0.0).count();
     assert!(nonzero(&hyper) < nonzero(&both), "{} of {}", nonzero(&hyper), nonzero(&both));
     // Exactly, on the sample grid (same model and seed, so the same reconstructions): the
-    // two-sided map where the image is brighter than the reconstruction, 0 elsewhere.
+    // two-sided map where the image is brighter than the reconstruction smoothed by a Gaussian
+    // of 1.2 mm (the default), 0 elsewhere.
     let samples_of = |root: &Path| SubjectMaps::read(&root.join("sub-errsm30/anat/sub-errsm30_T2w_desc-mc_samples.safetensors")).unwrap();
     let (both_maps, hyper_maps) = (samples_of(&out), samples_of(&hyper_out));
     let mut brighter = 0;
+    let mut smoothing_moves = 0;
     for (b, h) in both_maps.samples.iter().zip(&hyper_maps.samples) {
         assert_eq!(b.mean, h.mean);
+        let expected_image = smoothed_reconstruction(&b.mean, PlaneShape::SAMPLE, 1.2 / b.meta.pixel_mm);
+        let eroded = b.eroded_cord();
         for j in 0..b.image.len() {
-            let expected = if b.image[j] > b.mean[j] { b.aleatoric[j] } else { 0.0 };
+            let expected = if b.image[j] > expected_image[j] { b.aleatoric[j] } else { 0.0 };
             assert_eq!(h.aleatoric[j], expected, "pixel {j}");
+            if eroded[j] != 0 {
+                assert!((b.aleatoric[j] - (b.image[j] - expected_image[j]).abs()).abs() < 1e-6, "pixel {j}");
+                smoothing_moves += usize::from((expected_image[j] - b.mean[j]).abs() > 1e-3);
+            }
             brighter += usize::from(expected > 0.0);
         }
     }
     assert!(brighter < both_maps.samples.iter().map(|s| s.aleatoric.iter().filter(|&&v| v > 0.0).count()).sum::<usize>());
+    assert!(smoothing_moves > 100, "the smoothing moves the expected signal of the cord: {smoothing_moves} pixels");
     let sidecar = json(&hyper_out.join("sub-errsm30/anat/sub-errsm30_T2w_desc-anomaly.json"));
-    assert!(sidecar["Description"].as_str().unwrap().contains("brighter than its reconstruction"));
+    let description = sidecar["Description"].as_str().unwrap();
+    assert!(description.contains("smoothed in-plane by a Gaussian of sigma 1.2 mm") && description.contains("hyperintense side only"), "{description}");
+    assert_eq!(sidecar["ReconstructionSmoothingMm"], 1.2);
+    // `--reconstruction-smoothing-mm 0` is the paper's map: the raw mean (a new configuration).
+    let raw_out = dir.path().join("raw");
+    let raw = u2ad(&[
+        "detect", s(&cohort), "--model", s(&model), "--out", s(&raw_out), "--include", "sub-errsm30", "--polarity", "both",
+        "--reconstruction-smoothing-mm", "0",
+    ]);
+    assert!(raw.status.success(), "{}", text(&raw.stderr));
+    for r in &samples_of(&raw_out).samples {
+        let eroded = r.eroded_cord();
+        assert!((0..r.image.len()).all(|j| eroded[j] == 0 || (r.aleatoric[j] - (r.image[j] - r.mean[j]).abs()).abs() < 1e-6));
+    }
+    let bad = u2ad(&["detect", s(&cohort), "--model", s(&model), "--out", s(&raw_out), "--reconstruction-smoothing-mm=-1"]);
+    assert!(!bad.status.success() && text(&bad.stderr).contains("is not a sigma in mm"), "{}", text(&bad.stderr));
     // Another seed changes the configuration hash: recomputed.
     let mut reseeded = args.to_vec();
     reseeded.extend(["--seed", "3", "--include", "sub-errsm30"]);

@@ -29,7 +29,7 @@
 use u2ad_core::dataset::{PreparedSample, SubjectMeta, SAMPLE_SIZE};
 use u2ad_core::detect_outputs::{SampleResult, SubjectMaps};
 use u2ad_core::level_scores::{LevelScoreConfig, LevelStatistic};
-use u2ad_core::scoring::{erode_3x3, median, PlaneShape, MAD_TO_SD, MEAN_ABSOLUTE_DEVIATION_TO_SD};
+use u2ad_core::scoring::{erode_3x3, gaussian_smooth, median, PlaneShape, MAD_TO_SD, MEAN_ABSOLUTE_DEVIATION_TO_SD};
 
 /// Level codes 0 (no level) and 1..=6 (C2/C3 … C7/T1).
 const CODES: usize = 7;
@@ -237,13 +237,8 @@ pub fn intensity_percentile_baseline(
         .iter()
         .zip(&eroded_cords)
         .map(|(sample, eroded_cord)| {
-            let sigma_px = (config.smoothing_sigma_mm / sample.meta.pixel_mm.max(f64::MIN_POSITIVE)) as f32;
-            let plane = ndarray::ArrayView2::from_shape((SAMPLE_SIZE, SAMPLE_SIZE), &sample.image[..]).expect("256 x 256");
-            let smoothed = if sigma_px > 0.0 {
-                ndarray_ndimage::gaussian_filter(&plane.to_owned(), sigma_px, 0, ndarray_ndimage::BorderMode::Reflect, 4)
-            } else {
-                plane.to_owned()
-            };
+            let sigma_px = f64::from((config.smoothing_sigma_mm / sample.meta.pixel_mm.max(f64::MIN_POSITIVE)) as f32);
+            let smoothed = gaussian_smooth(&sample.image, PlaneShape::SAMPLE, sigma_px);
             let mut ratio = vec![0.0f32; sample.image.len()];
             let mut expected = sample.image.clone();
             for (i, (&inside, &value)) in eroded_cord.iter().zip(smoothed.iter()).enumerate() {

@@ -141,10 +141,10 @@ pub use calls::{
     call_cohort, CallConfig, FalsePositiveScope, IndeterminateReason, LevelPooling, PatientCall, ReferenceScores,
     RegionDecision, SegmentCall, SegmentDecision, SubjectDecision, Threshold, UncertaintyGate,
 };
-pub use candidates::{anomaly_candidates, CandidateComponent, CandidateFilter, CandidateMap, Polarity};
+pub use candidates::{anomaly_candidates, anomaly_map, smoothed_reconstruction, CandidateComponent, CandidateFilter, CandidateMap, Polarity};
 pub use curve::{row_curve, subject_curve, CurveConfig, RowStatistic, SliceMaps, SliceSelection, SubjectCurve};
 pub use level_table::{level_rows, LevelRow};
-pub use plane::{erode_3x3, label_components_8, ComponentLabels, PlaneShape, SAMPLE_PIXEL_MM};
+pub use plane::{erode_3x3, gaussian_smooth, label_components_8, ComponentLabels, PlaneShape, SAMPLE_PIXEL_MM};
 pub(crate) use segments::peak_signal_ratio;
 pub use segments::{
     score_subject, PositionOrigin, ScoringConfig, SegmentOutcome, SegmentPeak, SegmentScore, SubjectScores,

@@ -1,5 +1,6 @@
 //! Plane geometry for step 1 of detection (anomaly candidates): the shape of a row-major 2-D map,
-//! the 3 x 3 erosion of the cord mask and the 8-connected components of a binary plane.
+//! the 3 x 3 erosion of the cord mask, the 8-connected components of a binary plane and its
+//! Gaussian smoothing.
 
 use serde::{Deserialize, Serialize};
 
@@ -91,6 +92,17 @@ pub fn label_components_8(foreground: &[bool], shape: PlaneShape) -> ComponentLa
     ComponentLabels { labels, count }
 }
 
+/// `values` smoothed by a Gaussian of `sigma_px` (reflected at the border, truncated at 4 sigma,
+/// as `scipy.ndimage.gaussian_filter`); unchanged for `sigma_px <= 0`.
+pub fn gaussian_smooth(values: &[f32], shape: PlaneShape, sigma_px: f64) -> Vec<f32> {
+    shape.check(values.len(), "plane");
+    if !(sigma_px > 0.0) {
+        return values.to_vec();
+    }
+    let plane = ndarray::Array2::from_shape_vec((shape.rows, shape.cols), values.to_vec()).expect("checked shape");
+    ndarray_ndimage::gaussian_filter(&plane, sigma_px as f32, 0, ndarray_ndimage::BorderMode::Reflect, 4).iter().copied().collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,6 +129,19 @@ mod tests {
             0, 0, 0, 0, 0, 0, 0,
         ];
         assert_eq!(erode_3x3(&mask, shape), expected);
+    }
+
+    #[test]
+    fn gaussian_smoothing_keeps_the_sum_and_spreads_a_point() {
+        let shape = PlaneShape { rows: 21, cols: 21 };
+        let mut point = vec![0.0f32; shape.pixels()];
+        point[10 * 21 + 10] = 1.0;
+        let smoothed = gaussian_smooth(&point, shape, 1.5);
+        assert!((smoothed.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+        // The centre of a 2-D Gaussian of sigma 1.5 sampled on the grid: about 1 / (2 pi 1.5^2).
+        assert!((smoothed[10 * 21 + 10] - 0.0717).abs() < 2e-3, "{}", smoothed[10 * 21 + 10]);
+        assert!((smoothed[10 * 21 + 11] / smoothed[10 * 21 + 10] - (-1.0f32 / (2.0 * 2.25)).exp()).abs() < 0.02);
+        assert_eq!(gaussian_smooth(&point, shape, 0.0), point);
     }
 
     #[test]

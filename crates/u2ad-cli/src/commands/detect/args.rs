@@ -29,6 +29,14 @@ impl From<PolarityArg> for Polarity {
     }
 }
 
+/// A smoothing sigma in mm: finite and not negative.
+fn parse_smoothing_mm(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(mm) if mm.is_finite() && mm >= 0.0 => Ok(mm),
+        _ => Err(format!("{text:?} is not a sigma in mm (a number, 0 or more)")),
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ScheduleArg {
     /// Every ROI patch masked exactly K times in about K / 0.75 passes.
@@ -102,6 +110,11 @@ pub struct DetectArgs {
     /// reconstruction: T2 hyperintensities) or `both` (the paper's |image - reconstruction|).
     #[arg(long, value_enum, default_value_t = DetectArgs::POLARITY, help_heading = "Scores and calls")]
     pub polarity: PolarityArg,
+    /// The anomaly map compares the image with its mean reconstruction smoothed in-plane by a
+    /// Gaussian of this sigma, in mm, which takes the reconstruction's pixel-scale noise and
+    /// patch seams out of the comparison; 0 compares with the raw mean, as the paper does.
+    #[arg(long, value_parser = parse_smoothing_mm, default_value_t = DetectArgs::RECONSTRUCTION_SMOOTHING_MM, help_heading = "Scores and calls")]
+    pub reconstruction_smoothing_mm: f64,
     /// Where the model runs: auto (CUDA when this build has it and a driver, else the CPU),
     /// cpu, cuda, cuda:N.
     #[arg(long, value_parser = parse_device, default_value_t = DeviceChoice::DEFAULT, help_heading = "Run")]
@@ -136,6 +149,9 @@ impl DetectArgs {
     pub const MC_REGION: McRegionArg = McRegionArg::Roi;
     pub const MC_BATCH: usize = 8;
     pub const POLARITY: PolarityArg = PolarityArg::Hyperintense;
+    /// About one and a half pixels of the 0.78 mm sample grid, a fifth of the model's 8-pixel
+    /// patch: below the size of a lesion of 15 voxels (BENCHMARKS.md).
+    pub const RECONSTRUCTION_SMOOTHING_MM: f64 = 1.2;
     pub const SEED: u64 = 0;
 
     /// `u2ad detect INPUT --model MODEL --out OUT` with every other flag at its default.
@@ -153,6 +169,7 @@ impl DetectArgs {
             no_min_max: false,
             mc_batch: Self::MC_BATCH,
             polarity: Self::POLARITY,
+            reconstruction_smoothing_mm: Self::RECONSTRUCTION_SMOOTHING_MM,
             device: DeviceChoice::DEFAULT,
             seed: Self::SEED,
             scoring: MapCallArgs::default(),

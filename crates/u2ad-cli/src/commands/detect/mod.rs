@@ -78,6 +78,7 @@ fn run_on<B: Backend>(args: DetectArgs, context: &Context, device: &B::Device) -
         cord_offset_voxels: prepare.cord_offset_voxels,
         candidates: &scoring.candidates,
         polarity: args.polarity.into(),
+        reconstruction_smoothing_mm: args.reconstruction_smoothing_mm,
         mc_input: Some(mc_input).filter(|m| !m.is_legacy()),
     };
     let config_hash = hash_hex(&serde_json::to_string(&settings)?);
@@ -93,6 +94,7 @@ fn run_on<B: Backend>(args: DetectArgs, context: &Context, device: &B::Device) -
         config_hash,
         force: args.force,
         polarity: args.polarity.into(),
+        reconstruction_smoothing_mm: args.reconstruction_smoothing_mm,
         mc_input,
     };
     std::fs::create_dir_all(&run.out).with_context(|| format!("{}: cannot create the output folder", run.out.display()))?;

@@ -29,6 +29,10 @@ pub(super) struct MapSettings<'a> {
     pub(super) cord_offset_voxels: i32,
     pub(super) candidates: &'a u2ad_core::scoring::CandidateFilter,
     pub(super) polarity: Polarity,
+    /// Absent when 0 (the maps of runs before the smoothing stay reusable with
+    /// `--reconstruction-smoothing-mm 0`).
+    #[serde(skip_serializing_if = "is_zero_mm")]
+    pub(super) reconstruction_smoothing_mm: f64,
     /// Absent for the dilated ROI without min-max (so the maps of runs before the per-slice
     /// min-max stay reusable with `--no-min-max`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -37,6 +41,10 @@ pub(super) struct MapSettings<'a> {
 
 fn is_zero(value: &i32) -> bool {
     *value == 0
+}
+
+fn is_zero_mm(value: &f64) -> bool {
+    *value == 0.0
 }
 
 /// The image and region Monte-Carlo inference sees.
@@ -79,6 +87,8 @@ pub(super) struct Run {
     pub(super) config_hash: String,
     pub(super) force: bool,
     pub(super) polarity: Polarity,
+    /// Sigma of the reconstruction's smoothing for the anomaly map, in mm (0: none).
+    pub(super) reconstruction_smoothing_mm: f64,
     pub(super) mc_input: McInput,
 }
 
@@ -98,6 +108,7 @@ impl Run {
             "MonteCarlo": self.mc,
             "MonteCarloRegion": self.mc_input.region,
             "PerSliceMinMax": self.mc_input.min_max,
+            "ReconstructionSmoothingMm": self.reconstruction_smoothing_mm,
         })
     }
 }

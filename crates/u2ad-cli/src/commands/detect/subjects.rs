@@ -13,7 +13,7 @@ use u2ad_core::detect_outputs::{
     map_grid, native_maps, score_maps, sidecar_of, slice_seed, SampleResult, SubjectMaps, SubjectOutputs,
 };
 use u2ad_core::prepare::prepare_subject;
-use u2ad_core::scoring::Polarity;
+use u2ad_core::scoring::{anomaly_map, PlaneShape, Polarity};
 use u2ad_io::cohort::SubjectFiles;
 use u2ad_io::staging::StagedWrites;
 use u2ad_io::volume::VoxelType;
@@ -155,7 +155,8 @@ pub(super) fn detect_subject<B: Backend>(job: Job, model: &MaskedAutoencoder<B>,
             let mean: Vec<f32> = m.mean.iter().map(|&v| lo + v * range).collect();
             let epistemic: Vec<f32> = m.epistemic.iter().map(|&v| v * range * range).collect();
             let aleatoric: Vec<f32> = m.aleatoric.iter().map(|&v| v * range).collect();
-            let anomaly = run.polarity.anomaly(&s.image, &mean, &aleatoric);
+            let smoothing_px = run.reconstruction_smoothing_mm / s.meta.pixel_mm;
+            let anomaly = anomaly_map(run.polarity, &s.image, &mean, &aleatoric, PlaneShape::SAMPLE, smoothing_px);
             SampleResult::from_mc(s.meta, &s.image, &s.roi, &s.cord, &s.row_segment, mean, &epistemic, &anomaly, m.passes)
         })
         .collect();
@@ -164,11 +165,16 @@ pub(super) fn detect_subject<B: Backend>(job: Job, model: &MaskedAutoencoder<B>,
     let native = native_maps(&maps, &scored.candidates, &reference);
     let mut provenance = run.provenance(&sources);
     provenance["InputHash"] = json!(input_hash);
+    let reconstruction = match run.reconstruction_smoothing_mm {
+        0.0 => "mean reconstruction".to_string(),
+        mm => format!("mean reconstruction smoothed in-plane by a Gaussian of sigma {mm} mm"),
+    };
+    let anomaly_description = match run.polarity {
+        Polarity::Hyperintense => format!("Anomaly map: |image - {reconstruction}| where the image is brighter than it (hyperintense side only) and 0 where it is not, on the [0, 1] intensity scale, inside the cord eroded by 3 x 3 pixels; 0 elsewhere and on slices without cord"),
+        Polarity::Both => format!("Anomaly map: |image - {reconstruction}| on the [0, 1] intensity scale, inside the cord eroded by 3 x 3 pixels; 0 elsewhere and on slices without cord"),
+    };
     let descriptions = [
-        (match run.polarity {
-            Polarity::Hyperintense => "Anomaly map: the aleatoric uncertainty |image - mean reconstruction| where the image is brighter than its reconstruction (hyperintense side only) and 0 where it is not, on the [0, 1] intensity scale, inside the cord eroded by 3 x 3 pixels; 0 elsewhere and on slices without cord",
-            Polarity::Both => "Anomaly map: the aleatoric uncertainty |image - mean reconstruction| on the [0, 1] intensity scale, inside the cord eroded by 3 x 3 pixels; 0 elsewhere and on slices without cord",
-        }, "[0, 1] intensity scale"),
+        (anomaly_description.as_str(), "[0, 1] intensity scale"),
         ("Epistemic uncertainty: variance of the K Monte-Carlo reconstructions, on the [0, 1] intensity scale squared, inside the cord eroded by 3 x 3 pixels; 0 elsewhere", "[0, 1] intensity scale, squared"),
         ("Mean of the K Monte-Carlo reconstructions inside the ROI (cord and CSF), the clipped input elsewhere, in the input's intensity units; 0 on slices without cord", "input intensity units"),
         ("Anomaly candidates: the AU above its 90th percentile in the eroded cord, 8-connected components of at least 2 pixels, the 3 best by mean x sum, per sagittal slice", "0/1"),

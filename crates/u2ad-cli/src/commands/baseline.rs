@@ -33,7 +33,7 @@ use u2ad_io::volume::VoxelType;
 
 use super::call_args::{CallArgs, SliceArgs};
 use crate::cohort_folder::{merged, write_cohort, CohortFolder, SubjectResult};
-use super::prepare::SubjectArgs;
+use super::input_args::SubjectArgs;
 use super::Context;
 use crate::progress;
 use crate::sidecar::stage_sidecar;

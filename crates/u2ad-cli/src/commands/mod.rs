@@ -8,6 +8,7 @@ pub mod demo;
 pub mod detect;
 pub mod evaluate;
 pub mod import;
+pub mod input_args;
 pub mod prepare;
 pub mod pretrain;
 pub mod synth;

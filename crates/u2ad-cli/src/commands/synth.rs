@@ -9,7 +9,7 @@ use u2ad_core::levels::DiscLevel;
 use u2ad_eval::synth::{parse_disc_level, write_cohort, CohortOptions, CohortRequest, SynthConfig, ValueRange};
 use u2ad_io::cohort::{discover_bids, DiscoveryOptions};
 
-use super::prepare::SubjectArgs;
+use super::input_args::SubjectArgs;
 use super::Context;
 use crate::progress;
 use crate::sidecar::command_line;

@@ -9,7 +9,7 @@ use u2ad_core::scoring::Polarity;
 
 use super::super::calibrate::{parse_shard, Shard};
 use super::super::call_args::MapCallArgs;
-use super::super::prepare::ScanInputs;
+use super::super::input_args::ScanInputs;
 use crate::device::{parse_device, DeviceChoice};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -20,6 +20,11 @@ pub(super) fn calibration(calls: &CallConfig, subjects: usize, decisions: &[Subj
         .flat_map(|d| &d.segments)
         .filter(|s| s.call == SegmentCall::Indeterminate(IndeterminateReason::TooFewReferenceValues))
         .count();
+    let flat = decisions
+        .iter()
+        .flat_map(|d| d.segments.iter().map(|s| s.call).chain(d.outside_levels.iter().map(|r| r.call)))
+        .filter(|&call| call == SegmentCall::Indeterminate(IndeterminateReason::ReferenceWithoutSpread))
+        .count();
     match calls.threshold {
         Threshold::Fixed(t) => (format!("fixed threshold {t} (--threshold)"), Vec::new()),
         Threshold::Cohort { target_false_positive_rate } => {
@@ -60,6 +65,13 @@ pub(super) fn calibration(calls: &CallConfig, subjects: usize, decisions: &[Subj
                     subjects - 1
                 ));
             }
+            if flat > 0 {
+                warnings.push(format!(
+                    "not calibrated for {flat} level(s) or region(s): every reference score of the other subjects is the same \
+                     (a map that is 0 there), so those are 'indeterminate' (reference_without_spread); use a larger cohort \
+                     or --threshold"
+                ));
+            }
             (text, warnings)
         }
     }
@@ -77,6 +89,7 @@ pub(super) fn report_subject(folder: &CohortFolder<'_>, called: &CalledSubject<'
             let why = match reason {
                 IndeterminateReason::HighEpistemicUncertainty => "epistemic uncertainty above the cohort's limit",
                 IndeterminateReason::TooFewReferenceValues => "too few reference scores to calibrate a threshold",
+                IndeterminateReason::ReferenceWithoutSpread => "the reference scores do not vary, so no threshold can be calibrated",
             };
             notes.push(format!("{} indeterminate: {why}", s.level.name()));
         }

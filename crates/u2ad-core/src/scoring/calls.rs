@@ -115,6 +115,9 @@ impl Default for CallConfig {
 pub enum IndeterminateReason {
     HighEpistemicUncertainty,
     TooFewReferenceValues,
+    /// Every reference score is the same (e.g. a map that is 0 on every level of the other
+    /// subjects): the reference gives no scale, so no threshold can be calibrated from it.
+    ReferenceWithoutSpread,
 }
 
 /// The call of one segment.
@@ -258,10 +261,11 @@ pub fn call_cohort(cohort: &[SubjectScores], config: &CallConfig) -> Result<Vec<
                                 ReferenceScores::Negative => robust_centre_spread_below(&reference, z_cut),
                             };
                             match null.filter(|_| enough(&reference)) {
-                                Some((centre, spread)) => (
+                                Some((centre, spread)) if spread > 0.0 => (
                                     Some(centre + z_cut * spread),
                                     score.map(|s| robust_z(s, centre, spread)),
                                 ),
+                                Some(_) => return flat_reference(level, score, mean_eu),
                                 None => (None, None),
                             }
                         }
@@ -314,9 +318,16 @@ pub fn call_cohort(cohort: &[SubjectScores], config: &CallConfig) -> Result<Vec<
                     // bright spots the levels do not (module docs, section 4).
                     let calibrated = match (config.threshold, z_threshold) {
                         (Threshold::Fixed(value), _) => Some((Some(value), None)),
-                        (_, Some(z_cut)) => robust_centre_spread(&reference)
-                            .filter(|_| enough(&reference))
-                            .map(|(centre, spread)| (Some(centre + z_cut * spread), Some(robust_z(outside.score, centre, spread)))),
+                        (_, Some(z_cut)) => match robust_centre_spread(&reference).filter(|_| enough(&reference)) {
+                            Some((centre, spread)) if spread > 0.0 => {
+                                Some((Some(centre + z_cut * spread), Some(robust_z(outside.score, centre, spread))))
+                            }
+                            Some(_) => {
+                                let call = SegmentCall::Indeterminate(IndeterminateReason::ReferenceWithoutSpread);
+                                return RegionDecision { region: outside.region, score: outside.score, z: None, threshold: None, call };
+                            }
+                            None => None,
+                        },
                         (_, None) => None,
                     };
                     let (threshold, z) = calibrated.unwrap_or((None, None));
@@ -355,6 +366,16 @@ pub fn call_cohort(cohort: &[SubjectScores], config: &CallConfig) -> Result<Vec<
             }
         })
         .collect())
+}
+
+/// A level whose reference scores are all the same: no threshold, no z, `indeterminate`
+/// ([`IndeterminateReason::ReferenceWithoutSpread`]), unless it is out of view.
+fn flat_reference(level: DiscLevel, score: Option<f64>, mean_eu: Option<f64>) -> SegmentDecision {
+    let call = match score {
+        None => SegmentCall::OutOfFieldOfView,
+        Some(_) => SegmentCall::Indeterminate(IndeterminateReason::ReferenceWithoutSpread),
+    };
+    SegmentDecision { level, score, z: None, threshold: None, mean_eu, eu_limit: None, call }
 }
 
 /// (value - centre) / spread, within ±1e6 (a zero spread gives ±1e6 away from the centre, 0 at it).

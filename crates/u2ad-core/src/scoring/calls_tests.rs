@@ -11,6 +11,7 @@ fn calls_of(decision: &SubjectDecision) -> Vec<SegmentCall> {
 const POSITIVE: SegmentCall = SegmentCall::Positive;
 const NEGATIVE: SegmentCall = SegmentCall::Negative;
 const HIGH_EU: SegmentCall = SegmentCall::Indeterminate(IndeterminateReason::HighEpistemicUncertainty);
+const FLAT: SegmentCall = SegmentCall::Indeterminate(IndeterminateReason::ReferenceWithoutSpread);
 
 #[test]
 fn cohort_calls_per_level() {
@@ -31,20 +32,22 @@ fn cohort_calls_per_level() {
     }
     close(decisions[0].segments[1].threshold.unwrap(), 0.023657989980977383, Z_TOLERANCE);
     close(decisions[4].segments[1].threshold.unwrap(), 0.022438659987318255, Z_TOLERANCE);
-    // sub-04's C4/C5 reference is all 0: threshold 0 and 0.030 > 0.
-    close(decisions[3].segments[2].threshold.unwrap(), 0.0, 0.0);
+    // sub-04's C4/C5 reference is all 0: no scale, so no threshold (its 0.030 is not called
+    // positive against a reference that does not vary).
+    assert_eq!(decisions[3].segments[2].threshold, None);
+    assert_eq!(decisions[3].segments[2].z, None);
     close(decisions[0].segments[2].threshold.unwrap(), 0.012368970303949681, Z_TOLERANCE);
     close(decisions[0].segments[0].eu_limit.unwrap(), 0.0015447799999999993, 1e-12);
 
     assert_eq!(calls_of(&decisions[0]), vec![NEGATIVE, NEGATIVE, NEGATIVE]);
     assert_eq!(calls_of(&decisions[2]), vec![NEGATIVE, POSITIVE, NEGATIVE]);
-    assert_eq!(calls_of(&decisions[3]), vec![HIGH_EU, NEGATIVE, POSITIVE]);
+    assert_eq!(calls_of(&decisions[3]), vec![HIGH_EU, NEGATIVE, FLAT]);
     assert_eq!(calls_of(&decisions[4]), vec![NEGATIVE, SegmentCall::OutOfFieldOfView, NEGATIVE]);
     assert!(decisions.iter().all(|d| d.segments[3..].iter().all(|s| s.call == SegmentCall::OutOfFieldOfView)));
     let patients: Vec<PatientCall> = decisions.iter().map(|d| d.patient_call).collect();
     use PatientCall::{Negative as N, Positive as P};
-    assert_eq!(patients, vec![N, N, P, P, N, N]);
-    assert_eq!(decisions[3].indeterminate_segments, 1);
+    assert_eq!(patients, vec![N, N, P, N, N, N]);
+    assert_eq!(decisions[3].indeterminate_segments, 2);
 }
 
 #[test]
@@ -100,6 +103,24 @@ fn the_cord_outside_the_levels_is_called_on_the_levels_scale_when_pooled() {
     close(above.z.unwrap(), (0.025 - 0.0125) / (MAD_TO_SD * 0.0105), 1e-9);
     close(above.threshold.unwrap(), decisions[0].segments[0].threshold.unwrap(), 1e-15);
     assert_eq!((above.call, decisions[0].patient_call), (NEGATIVE, PatientCall::Negative));
+}
+
+#[test]
+fn a_reference_that_does_not_vary_calibrates_nothing() {
+    use crate::level_scores::{OutsideRegion, OutsideScore};
+    let mut cohort = cohort_fixture();
+    // The cord above the levels: 0 in every other subject (a map that is quiet there), 0.02 in
+    // sub-01. Against a reference with no spread, 0.02 is neither large nor small.
+    for (subject, score) in cohort.iter_mut().zip([0.02, 0.0, 0.0, 0.0, 0.0, 0.0]) {
+        subject.outside_levels = vec![OutsideScore { region: OutsideRegion::AboveLevels, score, peak_slice: 0, peak_row_px: 0 }];
+    }
+    let config = CallConfig { min_reference_values: 3, uncertainty_gate: UncertaintyGate::Off, ..CallConfig::default() };
+    let decisions = call_cohort(&cohort, &config).unwrap();
+    let above = &decisions[0].outside_levels[0];
+    assert_eq!((above.call, above.threshold, above.z), (FLAT, None, None));
+    // The others' own region is calibrated against sub-01's 0.02 and theirs (they vary).
+    assert!(decisions[1].outside_levels[0].threshold.is_some());
+    assert_eq!(decisions[0].patient_call, PatientCall::Negative, "its levels are calibrated and negative");
 }
 
 #[test]

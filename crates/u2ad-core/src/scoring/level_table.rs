@@ -46,6 +46,9 @@ pub fn level_rows(scores: &SubjectScores, decision: &SubjectDecision) -> Vec<Lev
                     SegmentCall::Indeterminate(IndeterminateReason::TooFewReferenceValues) => {
                         Some("too_few_reference_values".to_string())
                     }
+                    SegmentCall::Indeterminate(IndeterminateReason::ReferenceWithoutSpread) => {
+                        Some("reference_without_spread".to_string())
+                    }
                     _ => None,
                 },
                 peak_position_mm: peak.map(|p| p.peak_position_mm),
@@ -99,6 +102,10 @@ mod tests {
         let out_of_view = serde_json::to_value(&rows[5]).unwrap();
         assert_eq!(out_of_view["call"], "out_of_fov");
         assert!(out_of_view["score"].is_null() && out_of_view["extent_mm"].is_null());
-        assert_eq!(rows[2].call, "positive");
+        // C4/C5's reference (the other subjects' C4/C5) is all 0: no threshold to call it by.
+        let flat = serde_json::to_value(&rows[2]).unwrap();
+        assert_eq!((flat["call"].as_str(), flat["reason"].as_str()), (Some("indeterminate"), Some("reference_without_spread")));
+        assert!(flat["threshold"].is_null() && flat["z"].is_null());
+        close(flat["score"].as_f64().unwrap(), 0.030, 1e-12);
     }
 }

@@ -8,7 +8,7 @@
 //! <out>/dataset_description.json                      DatasetType "derivative", GeneratedBy
 //! <out>/levels.csv                                    every subject x disc level (as below)
 //! <out>/patients.csv                                  every subject: score, call, positive levels
-//! <out>/qc_report.html                                the QC report (self-contained)
+//! <out>/qc_report.html                                the QC report (links the figures below)
 //! <out>/sub-XX[/ses-YY]/anat/<stem>_desc-anomaly.nii.gz          AU = |image - mean reconstruction|
 //! <out>/sub-XX[/ses-YY]/anat/<stem>_desc-uncertainty.nii.gz      EU = variance of the K reconstructions
 //! <out>/sub-XX[/ses-YY]/anat/<stem>_desc-reconstruction.nii.gz   mean reconstruction, input units

@@ -6,8 +6,9 @@
 //!   outlined), with the vertebral-centre lines that bound the disc levels;
 //! * [`figures::curve_figure`]: the anomaly curve along the cord with the level boundaries, each
 //!   level's threshold and its peak coloured by its call;
-//! * [`html::render_report`]: one self-contained HTML QC page for a cohort (figures embedded as
-//!   base64 data URIs, no external request), one subject at a time, the arrow keys moving
+//! * [`html::render_report`]: one HTML QC page for a cohort (by default the figures are the PNG
+//!   files beside it, loaded lazily; [`html::FigureMode::Embedded`], `--self-contained-report`,
+//!   puts them inside as base64 data URIs), one subject at a time, the arrow keys moving
 //!   between subjects as in the Spinal Cord Toolbox's QC report;
 //! * [`training_figures`]: the figures of `u2ad pretrain` and `u2ad adapt` (`training.png`, the
 //!   loss and uncertainty curves; `reconstruction.png`; `uncertainty.png`);

@@ -20,7 +20,8 @@ use u2ad_io::staging::write_file_atomically;
 use u2ad_io::{FileError, Result};
 use crate::locate::{cached_data_dir, is_complete, COMPLETE_MARKER};
 
-/// The list of sample files (`../shared/data/SOURCES.tsv`), compiled in.
+/// The list of sample files (`crates/u2ad-data/data/SOURCES.tsv`, a copy of
+/// `../shared/data/SOURCES.tsv`), compiled in.
 pub const SOURCES_TSV: &str = include_str!("../data/SOURCES.tsv");
 /// Where files are downloaded from.
 pub const RAW_GITHUB: &str = "https://raw.githubusercontent.com";

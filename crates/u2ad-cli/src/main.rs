@@ -1,7 +1,8 @@
 //! `u2ad`: unsupervised detection of T2 hyperintensities in the spinal cord on sagittal T2w MRI.
 //!
-//! One verb per task, as the Spinal Cord Toolbox: each verb lives in `commands/` and only parses
-//! its flags, calls the library crates and reports.
+//! One verb per task, as the Spinal Cord Toolbox: each verb lives in `commands/`, parses its
+//! flags, calls the library crates and reports; `detect` also runs the per-subject pipeline
+//! (inputs, reuse, Monte-Carlo inference, scoring, native maps) in `commands/detect/subjects.rs`.
 
 mod cohort_folder;
 mod commands;

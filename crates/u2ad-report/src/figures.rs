@@ -53,7 +53,7 @@ use crate::colour::grey;
 
 /// One sagittal slice and its maps, row-major `rows x cols` (row 0 superior, column 0 anterior).
 #[derive(Debug, Clone)]
-pub struct SliceMaps {
+pub struct SliceFigureMaps {
     pub rows: usize,
     pub cols: usize,
     /// Image in [0, 1].
@@ -94,7 +94,7 @@ const FOOTER: usize = 44;
 pub const PANEL_COLUMNS: usize = 128;
 
 /// The first column of the panel crop: `PANEL_COLUMNS` wide, centred on the cord's mean column.
-pub fn crop_start(maps: &SliceMaps) -> usize {
+pub fn crop_start(maps: &SliceFigureMaps) -> usize {
     let width = PANEL_COLUMNS.min(maps.cols);
     let (sum, count) = maps
         .cord
@@ -133,7 +133,7 @@ fn overlay(base: [u8; 3], value: f32, limit: f32, map: ColourMap) -> [u8; 3] {
 
 /// Four panels of one slice (image, reconstruction, EU over the image, AU over the image) with
 /// the row lines, titled; returns the PNG bytes.
-pub fn maps_figure(maps: &SliceMaps, lines: &[RowLine], limits: OverlayLimits, title: &str) -> Result<Vec<u8>, FigureError> {
+pub fn maps_figure(maps: &SliceFigureMaps, lines: &[RowLine], limits: OverlayLimits, title: &str) -> Result<Vec<u8>, FigureError> {
     const NAME: &str = "maps";
     register_font();
     let n = maps.rows * maps.cols;
@@ -405,7 +405,7 @@ mod tests {
         assert_eq!(format_value(12.345), "12.3");
     }
 
-    fn test_slice() -> SliceMaps {
+    fn test_slice() -> SliceFigureMaps {
         let (rows, cols) = (64, 160);
         let n = rows * cols;
         let mut cord = vec![0u8; n];
@@ -422,7 +422,7 @@ mod tests {
                 candidates[r * cols + c] = 1;
             }
         }
-        SliceMaps {
+        SliceFigureMaps {
             rows,
             cols,
             image: (0..n).map(|i| (i % cols) as f32 / cols as f32).collect(),

@@ -8,7 +8,7 @@ use u2ad_core::dataset::SAMPLE_SIZE;
 use u2ad_core::detect_outputs::{vertebra_lines, SampleResult};
 use u2ad_core::level_scores::OutsideRegion;
 use u2ad_io::staging::StagedWrites;
-use u2ad_report::figures::{curve_figure, format_value, maps_figure, CurveData, LevelSpan, OverlayLimits, RowLine, SliceMaps};
+use u2ad_report::figures::{curve_figure, format_value, maps_figure, CurveData, LevelSpan, OverlayLimits, RowLine, SliceFigureMaps};
 use u2ad_report::html::ReportFigure;
 
 use super::tables::{merged, position_mm, row_segment, CalledSubject};
@@ -63,7 +63,7 @@ pub(super) fn write_subject_figures(
         }
     );
     if let Some((sample, candidates)) = &d.mid {
-        let slice = SliceMaps {
+        let slice = SliceFigureMaps {
             rows: SAMPLE_SIZE,
             cols: SAMPLE_SIZE,
             image: sample.image.clone(),

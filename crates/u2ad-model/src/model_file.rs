@@ -13,6 +13,8 @@ use std::path::Path;
 use burn::tensor::backend::Backend;
 use burn_store::{ModuleSnapshot, SafetensorsStore};
 use serde_json::Value;
+use u2ad_io::staging::write_atomically;
+use u2ad_io::FileError;
 
 use crate::config::ModelConfig;
 use crate::interop::InteropError;
@@ -49,34 +51,39 @@ fn bytes_hash(bytes: &[u8]) -> String {
     Sha256::digest(bytes).iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
 
-/// Writes the model, its configuration and provenance atomically (temporary file, then rename).
+/// Writes the model, its configuration and provenance atomically (temporary file, then rename:
+/// [`write_atomically`], the workspace's one atomic writer).
 pub fn save_model<B: Backend>(
     model: &MaskedAutoencoder<B>,
     config: &ModelConfig,
     provenance: &Value,
     path: &Path,
 ) -> Result<(), InteropError> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or_else(|| Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| error(dir, e.to_string()))?;
-    let tmp = u2ad_io::staging::temporary_sibling(path).map_err(|e| error(path, e.to_string()))?;
     let config_json = serde_json::to_string(config).expect("model config serialises");
-    let mut store = SafetensorsStore::from_file(&tmp)
-        .overwrite(true)
-        .metadata("producer", "u2ad")
-        .metadata(CONFIG_KEY, config_json)
-        .metadata(PROVENANCE_KEY, provenance.to_string());
-    let saved = model
-        .save_into(&mut store)
-        .map_err(|source| InteropError::Safetensors { path: path.display().to_string(), source });
-    let sealed = saved.and_then(|()| seal(&tmp, path));
-    if let Err(e) = sealed {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
+    // The writer's closure returns a `FileError`: the model's own error is kept here, unchanged.
+    let mut failure = None;
+    let written = write_atomically(path, |tmp| {
+        let mut store = SafetensorsStore::from_file(tmp)
+            .overwrite(true)
+            .metadata("producer", "u2ad")
+            .metadata(CONFIG_KEY, config_json)
+            .metadata(PROVENANCE_KEY, provenance.to_string());
+        let saved = model
+            .save_into(&mut store)
+            .map_err(|source| InteropError::Safetensors { path: path.display().to_string(), source });
+        saved.and_then(|()| seal(tmp, path)).map_err(|e| {
+            let reported = FileError::input(path, e.to_string());
+            failure = Some(e);
+            reported
+        })
+    });
+    match failure {
+        Some(e) => Err(e),
+        None => written.map_err(|e| match e {
+            FileError::Input { path, detail } => error(&path, detail),
+            other => error(path, other.to_string()),
+        }),
     }
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        error(path, e.to_string())
-    })
 }
 
 /// Splits a safetensors file into its header JSON and its tensor bytes.

@@ -8,9 +8,11 @@
 //! or wrong file, and an interrupted fetch resumes where it stopped (files already present with
 //! the right hash are not fetched again). The cache is complete when every listed file is there;
 //! a marker file (`.complete`) then records it, so later look-ups do not hash 20 MB again. The
-//! cache folder and the marker are [`crate::locate`]'s, which finds the data there.
+//! cache folder and the marker are [`crate::locate`]'s, which finds the data there (this module
+//! depends on it, never the reverse). The tests' [`sample_file`] downloads here when the data is
+//! nowhere.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -18,7 +20,7 @@ use sha2::{Digest, Sha256};
 use u2ad_io::staging::write_file_atomically;
 
 use u2ad_io::{FileError, Result};
-use crate::locate::{cached_data_dir, is_complete, COMPLETE_MARKER};
+use crate::locate::{cached_data_dir, is_complete, sample_data_dir, COMPLETE_MARKER};
 
 /// The list of sample files (`crates/u2ad-data/data/SOURCES.tsv`, a copy of
 /// `../shared/data/SOURCES.tsv`), compiled in.
@@ -179,6 +181,55 @@ pub fn locate_or_fetch_sample_data(on_file: &dyn Fn(usize, usize, &str)) -> Resu
     Ok(dest)
 }
 
+/// The sample data directory ([`sample_data_dir`]) for tests: when it is nowhere, it is downloaded
+/// into the cache ([`cached_data_dir`]) with the sha256 checks of [`fetch_files`], once per
+/// process, saying so in one line on stderr; a failed download panics with one line saying where
+/// to put the data instead.
+pub fn sample_data_dir_for_tests() -> PathBuf {
+    static DIR: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        // Straight to stderr, so that the test harness does not hold the line back.
+        let say = |line: &str| {
+            let _ = writeln!(std::io::stderr(), "{line}");
+        };
+        found_or_downloaded(sample_data_dir(), cached_data_dir(), RAW_GITHUB, &sample_sources(), &say)
+    })
+    .clone()
+    .unwrap_or_else(|message| panic!("{message}"))
+}
+
+/// `found`, else `cache` once complete, downloading `files` from `base` into it (and marking it
+/// complete) when it is not, which `say` is told in one line; the error is the one line
+/// [`sample_data_dir_for_tests`] panics with.
+pub(crate) fn found_or_downloaded(
+    found: Option<PathBuf>,
+    cache: Option<PathBuf>,
+    base: &str,
+    files: &[SourceFile],
+    say: &dyn Fn(&str),
+) -> Result<PathBuf, String> {
+    const INSTEAD: &str = "put the shared data at ../shared/data beside the project, or set U2AD_DATA to its folder";
+    if let Some(dir) = found {
+        return Ok(dir);
+    }
+    let Some(dest) = cache else {
+        return Err(format!("sample data not found, and no cache folder to download it to (set U2AD_CACHE or HOME): {INSTEAD}"));
+    };
+    if is_complete(&dest) {
+        return Ok(dest);
+    }
+    say(&format!("sample data not found: downloading its {} files (sha256-checked) into {}", files.len(), dest.display()));
+    match fetch_listed(&dest, base, files, &|_, _, _| {}) {
+        Ok(_) => Ok(dest),
+        Err(error) => Err(format!("sample data not found and its download failed ({error}): {INSTEAD}").replace('\n', " ")),
+    }
+}
+
+/// `path` relative to the sample data directory (tests).
+pub fn sample_file(relative: impl AsRef<Path>) -> PathBuf {
+    sample_data_dir_for_tests().join(relative)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -301,7 +352,7 @@ mod tests {
         let (base, server) = serve(vec![(url_path(&files[0]), image.clone()), (url_path(&files[1]), template.clone())], 2);
         let said = std::sync::Mutex::new(Vec::new());
         let say = |line: &str| said.lock().unwrap().push(line.to_string());
-        let dir = crate::locate::found_or_downloaded(None, Some(dest.clone()), &base, &files, &say).unwrap();
+        let dir = found_or_downloaded(None, Some(dest.clone()), &base, &files, &say).unwrap();
         assert_eq!(dir, dest);
         assert_eq!(*said.lock().unwrap(), [format!("sample data not found: downloading its 2 files (sha256-checked) into {}", dest.display())]);
         assert_eq!(std::fs::read(dest.join(&files[0].file)).unwrap(), image);
@@ -314,27 +365,27 @@ mod tests {
 
         // Complete now: a second look-up downloads nothing (nothing listens at `gone`).
         let gone = format!("http://{}", TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap());
-        assert_eq!(crate::locate::found_or_downloaded(None, Some(dest.clone()), &gone, &files, &say).unwrap(), dest);
+        assert_eq!(found_or_downloaded(None, Some(dest.clone()), &gone, &files, &say).unwrap(), dest);
         // Found data is used as it is, whatever the cache holds.
         let found = PathBuf::from("/somewhere/data");
-        assert_eq!(crate::locate::found_or_downloaded(Some(found.clone()), None, &gone, &files, &say).unwrap(), found);
+        assert_eq!(found_or_downloaded(Some(found.clone()), None, &gone, &files, &say).unwrap(), found);
         assert_eq!(said.lock().unwrap().len(), 1, "nothing more is said when nothing is downloaded");
 
         // A failed download is one line saying where to put the data instead; nothing is marked.
         let empty = tempfile::tempdir().unwrap();
         let (base, server) = serve(vec![], 1);
-        let err = crate::locate::found_or_downloaded(None, Some(empty.path().join("data")), &base, &files, &say).unwrap_err();
+        let err = found_or_downloaded(None, Some(empty.path().join("data")), &base, &files, &say).unwrap_err();
         server.join().unwrap();
         assert!(err.contains("HTTP 404") && err.contains("../shared/data") && err.contains("U2AD_DATA") && !err.contains('\n'), "{err}");
         assert!(!is_complete(&empty.path().join("data")));
-        let err = crate::locate::found_or_downloaded(None, None, &gone, &files, &say).unwrap_err();
+        let err = found_or_downloaded(None, None, &gone, &files, &say).unwrap_err();
         assert!(err.contains("no cache folder") && err.contains("U2AD_DATA"), "{err}");
     }
 
     #[test]
     fn the_shared_data_matches_the_compiled_in_hashes() {
         // The same list the download checks: the shared copy must be byte-identical.
-        let dir = crate::locate::sample_data_dir_for_tests();
+        let dir = sample_data_dir_for_tests();
         for file in sample_sources().iter().filter(|f| f.file.starts_with("spine-t2/sub-errsm30")) {
             assert_eq!(sha256_of_file(&dir.join(&file.file)).unwrap(), file.sha256, "{}", file.file);
         }

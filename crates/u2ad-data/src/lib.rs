@@ -11,5 +11,5 @@
 pub mod fetch;
 pub mod locate;
 
-pub use fetch::{fetch_sample_data, locate_or_fetch_sample_data, FetchSummary, RAW_GITHUB};
-pub use locate::{cache_dir, cached_data_dir, is_complete, sample_data_dir, sample_data_dir_for_tests, sample_file, COMPLETE_MARKER};
+pub use fetch::{fetch_sample_data, locate_or_fetch_sample_data, sample_data_dir_for_tests, sample_file, FetchSummary, RAW_GITHUB};
+pub use locate::{cache_dir, cached_data_dir, is_complete, sample_data_dir, COMPLETE_MARKER};

@@ -1,11 +1,10 @@
 //! Finding the sample data (`../shared/data` next to the project, or `U2AD_DATA`, or the download
 //! cache that `u2ad demo` and the tests fill when neither is there).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
-/// Written in the data folder once every file is there with its hash (by the download,
-/// [`crate::fetch`]).
+/// Written in the data folder once every file is there with its hash (by the download in
+/// `fetch.rs`).
 pub const COMPLETE_MARKER: &str = ".complete";
 
 /// The directory holding `spine-t2/`, `templates/`, `fixtures/` and `clinical-slices/`.
@@ -52,53 +51,4 @@ pub fn cached_data_dir() -> Option<PathBuf> {
 /// once the download has put every file in place).
 pub fn is_complete(dir: &Path) -> bool {
     dir.join(COMPLETE_MARKER).is_file() && dir.join("spine-t2").is_dir()
-}
-
-/// The sample data directory ([`sample_data_dir`]) for tests: when it is nowhere, it is downloaded
-/// into the cache ([`cached_data_dir`]) with the sha256 checks of [`crate::fetch`], once per
-/// process, saying so in one line on stderr; a failed download panics with one line saying where
-/// to put the data instead.
-pub fn sample_data_dir_for_tests() -> PathBuf {
-    static DIR: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
-    DIR.get_or_init(|| {
-        // Straight to stderr, so that the test harness does not hold the line back.
-        let say = |line: &str| {
-            let _ = writeln!(std::io::stderr(), "{line}");
-        };
-        found_or_downloaded(sample_data_dir(), cached_data_dir(), crate::fetch::RAW_GITHUB, &crate::fetch::sample_sources(), &say)
-    })
-    .clone()
-    .unwrap_or_else(|message| panic!("{message}"))
-}
-
-/// `found`, else `cache` once complete, downloading `files` from `base` into it (and marking it
-/// complete) when it is not, which `say` is told in one line; the error is the one line
-/// [`sample_data_dir_for_tests`] panics with.
-pub(crate) fn found_or_downloaded(
-    found: Option<PathBuf>,
-    cache: Option<PathBuf>,
-    base: &str,
-    files: &[crate::fetch::SourceFile],
-    say: &dyn Fn(&str),
-) -> Result<PathBuf, String> {
-    const INSTEAD: &str = "put the shared data at ../shared/data beside the project, or set U2AD_DATA to its folder";
-    if let Some(dir) = found {
-        return Ok(dir);
-    }
-    let Some(dest) = cache else {
-        return Err(format!("sample data not found, and no cache folder to download it to (set U2AD_CACHE or HOME): {INSTEAD}"));
-    };
-    if is_complete(&dest) {
-        return Ok(dest);
-    }
-    say(&format!("sample data not found: downloading its {} files (sha256-checked) into {}", files.len(), dest.display()));
-    match crate::fetch::fetch_listed(&dest, base, files, &|_, _, _| {}) {
-        Ok(_) => Ok(dest),
-        Err(error) => Err(format!("sample data not found and its download failed ({error}): {INSTEAD}").replace('\n', " ")),
-    }
-}
-
-/// `path` relative to the sample data directory (tests).
-pub fn sample_file(relative: impl AsRef<Path>) -> PathBuf {
-    sample_data_dir_for_tests().join(relative)
 }

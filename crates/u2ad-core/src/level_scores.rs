@@ -49,6 +49,8 @@ use crate::levels::DiscLevel;
 use crate::scoring::{erode_3x3, median, percentile, PlaneShape};
 use crate::scoring_region::below_partial_volume;
 pub use crate::scoring_region::{csf_partial_volume, StackSlice};
+// Defined in `scoring` (outside.rs), beside the calls that use them; kept at this path too.
+pub use crate::scoring::{OutsideRegion, OutsideScore};
 
 /// How a level's voxels are summarised.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -140,53 +142,8 @@ pub struct LevelScore {
     pub in_plane_only: bool,
 }
 
-/// Cord in view outside the disc-level segments.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OutsideRegion {
-    /// Rows above the first disc-level segment (C2/C3 when it is in view: C1-C2 and up).
-    AboveLevels,
-    /// Rows below the last disc-level segment (below C7/T1 when it is in view).
-    BelowLevels,
-}
-
-impl OutsideRegion {
-    pub const ALL: [OutsideRegion; 2] = [OutsideRegion::AboveLevels, OutsideRegion::BelowLevels];
-
-    /// "above levels", "below levels".
-    pub fn name(self) -> &'static str {
-        match self {
-            OutsideRegion::AboveLevels => "above levels",
-            OutsideRegion::BelowLevels => "below levels",
-        }
-    }
-
-    /// Whether `row` of a subject with these row codes lies in the region (no region without
-    /// any level).
-    pub fn holds(self, row: usize, row_segment: &[u8]) -> bool {
-        let (Some(first), Some(last)) =
-            (row_segment.iter().position(|&c| c != 0), row_segment.iter().rposition(|&c| c != 0))
-        else {
-            return false;
-        };
-        match self {
-            OutsideRegion::AboveLevels => row < first,
-            OutsideRegion::BelowLevels => row > last,
-        }
-    }
-}
-
 /// Outside regions with less eroded cord than this (mm³) are not scored.
 pub const MIN_OUTSIDE_VOLUME_MM3: f64 = 50.0;
-
-/// A score of the cord outside the levels.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct OutsideScore {
-    pub region: OutsideRegion,
-    pub score: f64,
-    pub peak_slice: usize,
-    pub peak_row_px: usize,
-}
 
 /// The cord of every slice eroded in 3-D (module docs, step 1), 0/1 per pixel. The second value
 /// says whether the lateral erosion was applied (`false`: in-plane only, the stack is too thin).

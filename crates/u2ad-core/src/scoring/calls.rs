@@ -9,7 +9,7 @@ use super::stats::{
     percentile, robust_centre_spread, robust_centre_spread_below, robust_upper_limit, z_for_false_positive_rate,
 };
 use super::ScoringError;
-use crate::level_scores::OutsideRegion;
+use super::outside::OutsideRegion;
 use crate::levels::DiscLevel;
 
 /// Which reference values calibrate a segment's threshold.

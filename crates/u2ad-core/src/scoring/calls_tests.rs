@@ -76,7 +76,7 @@ fn cohort_calls_pooled_over_levels() {
 
 #[test]
 fn the_cord_outside_the_levels_is_called_on_the_levels_scale_when_pooled() {
-    use crate::level_scores::{OutsideRegion, OutsideScore};
+    use crate::scoring::{OutsideRegion, OutsideScore};
     let mut cohort = cohort_fixture();
     // The cord above the levels: the five others alike (copies of two hosts are), sub-01 a
     // little brighter.
@@ -107,7 +107,7 @@ fn the_cord_outside_the_levels_is_called_on_the_levels_scale_when_pooled() {
 
 #[test]
 fn a_reference_that_does_not_vary_calibrates_nothing() {
-    use crate::level_scores::{OutsideRegion, OutsideScore};
+    use crate::scoring::{OutsideRegion, OutsideScore};
     let mut cohort = cohort_fixture();
     // The cord above the levels: 0 in every other subject (a map that is quiet there), 0.02 in
     // sub-01. Against a reference with no spread, 0.02 is neither large nor small.
@@ -173,7 +173,7 @@ fn z_scores_and_the_bonferroni_threshold_per_patient() {
 
 #[test]
 fn other_patients_lesions_do_not_raise_the_threshold() {
-    use crate::level_scores::{OutsideRegion, OutsideScore};
+    use crate::scoring::{OutsideRegion, OutsideScore};
     let mut cohort = cohort_fixture();
     for subject in &mut cohort {
         subject.outside_levels = vec![OutsideScore { region: OutsideRegion::AboveLevels, score: 0.01, peak_slice: 0, peak_row_px: 0 }];

@@ -97,7 +97,7 @@
 //!    the threshold;
 //! 4. **positive** when the score is strictly above the threshold, **negative** otherwise.
 //!
-//! The cord in view above the first level and below the last ([`crate::level_scores::OutsideRegion`])
+//! The cord in view above the first level and below the last ([`OutsideRegion`])
 //! is called the same way (no EU gate) and counts in m: a lesion there makes the patient positive
 //! without a level of its own. With [`LevelPooling::Pooled`] its reference is the levels' own R
 //! (every segment of the other groups, none set aside: the cord's ends carry bright spots the
@@ -125,12 +125,14 @@
 //! `stats.rs`: percentiles, median, MAD, robust centre and spread, Φ⁻¹; `plane.rs`: the plane
 //! shape, 3 x 3 erosion and 8-connected labels; `candidates.rs`: section 1; `curve.rs`:
 //! section 2; `segments.rs`: section 3; `calls.rs`: section 4 (its tests in `calls_tests.rs`); `level_table.rs`: the per-level
-//! CSV rows. Every public item is re-exported here: `u2ad_core::scoring::X` is the path to use.
+//! CSV rows; `outside.rs`: the cord outside the levels ([`OutsideRegion`], [`OutsideScore`]).
+//! Every public item is re-exported here: `u2ad_core::scoring::X` is the path to use.
 
 mod calls;
 mod candidates;
 mod curve;
 mod level_table;
+mod outside;
 mod plane;
 mod segments;
 mod stats;
@@ -144,6 +146,7 @@ pub use calls::{
 pub use candidates::{anomaly_candidates, anomaly_map, smoothed_reconstruction, CandidateComponent, CandidateFilter, CandidateMap, Polarity};
 pub use curve::{row_curve, subject_curve, CurveConfig, RowStatistic, SliceMaps, SliceSelection, SubjectCurve};
 pub use level_table::{level_rows, LevelRow};
+pub use outside::{OutsideRegion, OutsideScore};
 pub use plane::{erode_3x3, gaussian_smooth, label_components_8, ComponentLabels, PlaneShape, SAMPLE_PIXEL_MM};
 pub(crate) use segments::peak_signal_ratio;
 pub use segments::{

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::curve::{subject_curve, CurveConfig, SliceMaps, SubjectCurve};
 use super::plane::{PlaneShape, SAMPLE_PIXEL_MM};
 use super::stats::median;
-use crate::level_scores::OutsideScore;
+use super::outside::OutsideScore;
 use crate::levels::DiscLevel;
 
 /// Settings of [`score_subject`].

@@ -9,7 +9,8 @@
 //! |---|---|
 //! | [`config`] | [`ModelConfig`] (paper sizes by default), [`PatchGrid`] |
 //! | [`mae`] | [`MaskedAutoencoder`]: `forward(images, masks) -> Reconstruction`, `patchify`, `unpatchify` |
-//! | [`vit`], [`attention`], [`gelu`] | pre-norm transformer block; the one attention function; the MLP activation |
+//! | [`vit`] | pre-norm transformer block |
+//! | [`kernels`]: [`attention`], [`linear`], [`gelu`] (re-exported here) | the one attention function; linear layers; the MLP activation (CPU kernels) |
 //! | [`pos_embed`], [`sobel`] | fixed sine-cosine positions; Sobel edge magnitude |
 //! | [`masking`] | [`mask_patches`] with a [`MaskingStrategy`] |
 //! | [`loss`] | [`reconstruction_loss`] |
@@ -49,13 +50,11 @@
 //!   `edge_blocks` are not built. Encoder depth 12 (training options); Figure 3's 24 is a
 //!   configuration value.
 
-pub mod attention;
 pub mod augment;
 pub mod checkpoint;
 pub mod config;
-pub mod gelu;
 pub mod interop;
-pub mod linear;
+pub mod kernels;
 pub mod loss;
 pub mod mae;
 pub mod masking;
@@ -68,6 +67,8 @@ pub mod sobel;
 pub mod train;
 pub mod vit;
 
+// The CPU kernels live in `kernels/`; their modules keep their old paths here.
+pub use kernels::{attention, gelu, linear};
 pub use attention::attention;
 pub use config::{ConfigError, ModelConfig, PatchGrid};
 pub use interop::{

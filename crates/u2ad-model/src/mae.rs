@@ -4,7 +4,7 @@
 //!
 //! Per-image masking gives every image its own number of visible patches. The encoder batches
 //! them by padding each image's visible set to the batch's largest one and passing the padding
-//! to [`attention`](crate::attention::attention) as a key mask, so a padding token is never
+//! to [`attention`](crate::kernels::attention::attention) as a key mask, so a padding token is never
 //! attended to and each image's output equals its output when run alone. (MAE's trick of one
 //! keep count for the whole batch would change how many patches each image masks.)
 
@@ -14,7 +14,7 @@ use burn::nn::{LayerNorm, Linear};
 use burn::tensor::{activation::sigmoid, backend::Backend, Bool, Int, Tensor, TensorData};
 
 use crate::config::{ConfigError, ModelConfig, PatchGrid};
-use crate::linear::linear;
+use crate::kernels::linear::linear;
 use crate::pos_embed::sincos_2d;
 use crate::vit::{layer_norm, xavier_linear, TransformerBlock};
 

@@ -5,9 +5,9 @@ use burn::module::{Initializer, Module};
 use burn::nn::{LayerNorm, LayerNormConfig, Linear};
 use burn::tensor::{backend::Backend, Bool, Tensor};
 
-use crate::attention::attention;
-use crate::gelu::gelu;
-use crate::linear::linear;
+use crate::kernels::attention::attention;
+use crate::kernels::gelu::gelu;
+use crate::kernels::linear::linear;
 
 /// A linear layer initialised as MAE does: Xavier-uniform weight, zero bias.
 pub fn xavier_linear<B: Backend>(d_input: usize, d_output: usize, device: &B::Device) -> Linear<B> {

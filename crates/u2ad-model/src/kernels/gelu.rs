@@ -19,7 +19,7 @@ use burn::backend::{Autodiff, Flex};
 use burn::tensor::{activation, backend::Backend, DType, Tensor, TensorData, TensorPrimitive};
 use rayon::prelude::*;
 
-use crate::attention::{cast, exp2_scalar, fused_backend, FusedBackend};
+use super::attention::{cast, exp2_scalar, fused_backend, FusedBackend};
 
 /// `gelu(x)` element-wise.
 pub fn gelu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {

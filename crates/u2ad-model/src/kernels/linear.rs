@@ -14,7 +14,7 @@ use burn::nn::Linear;
 use burn::tensor::{backend::Backend, DType, Tensor, TensorData, TensorPrimitive};
 use rayon::prelude::*;
 
-use crate::attention::{cast, fused_backend, FusedBackend};
+use super::attention::{cast, fused_backend, FusedBackend};
 
 /// `x W + b` over the last dimension of `x`, as `layer.forward(x)`.
 pub fn linear<B: Backend, const D: usize>(layer: &Linear<B>, x: Tensor<B, D>) -> Tensor<B, D> {

@@ -62,7 +62,7 @@ impl AdaptArgs {
 }
 
 pub fn run(args: AdaptArgs, context: &Context) -> anyhow::Result<()> {
-    let device = crate::device::resolve(args.training.device, context.quiet)?;
+    let device = crate::device::resolve(args.training.device.choice, context.quiet)?;
     crate::device::run_on(device, OnDevice(args, context))
 }
 

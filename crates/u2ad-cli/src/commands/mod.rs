@@ -11,6 +11,7 @@ pub mod import;
 pub mod input_args;
 pub mod prepare;
 pub mod pretrain;
+pub mod run_args;
 pub mod synth;
 
 /// What every verb needs from the global flags.

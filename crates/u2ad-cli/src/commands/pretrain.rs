@@ -42,7 +42,7 @@ impl PretrainArgs {
 }
 
 pub fn run(args: PretrainArgs, context: &Context) -> anyhow::Result<()> {
-    let device = crate::device::resolve(args.training.device, context.quiet)?;
+    let device = crate::device::resolve(args.training.device.choice, context.quiet)?;
     crate::device::run_on(device, OnDevice(args, context))
 }
 

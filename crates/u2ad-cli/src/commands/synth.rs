@@ -10,6 +10,7 @@ use u2ad_eval::synth::{parse_disc_level, write_cohort, CohortOptions, CohortRequ
 use u2ad_io::cohort::{discover_bids, DiscoveryOptions};
 
 use super::input_args::SubjectArgs;
+use super::run_args::JobsArg;
 use super::Context;
 use crate::progress;
 use crate::sidecar::command_line;
@@ -66,6 +67,7 @@ pub struct SynthArgs {
     /// Global intensity scale of each copy, MIN:MAX or one value (scanner gain).
     #[arg(long, default_value = "1", value_parser = ValueRange::parse)]
     pub intensity_scale: ValueRange,
+    // --seed is synth's own (run_args.rs says why).
     /// Random seed: the same seed and options give byte-identical files.
     #[arg(long, default_value_t = 0, help_heading = "Run")]
     pub seed: u64,
@@ -73,9 +75,8 @@ pub struct SynthArgs {
     // --include (source subjects) and --level-convention.
     #[command(flatten)]
     pub subjects: SubjectArgs,
-    /// Source scans processed in parallel (default: all cores).
-    #[arg(short, long, help_heading = "Run")]
-    pub jobs: Option<usize>,
+    #[command(flatten)]
+    pub jobs: JobsArg,
 }
 
 pub fn run(args: SynthArgs, context: &Context) -> anyhow::Result<()> {
@@ -105,7 +106,7 @@ pub fn run(args: SynthArgs, context: &Context) -> anyhow::Result<()> {
     let total = (sources.len() * args.subjects_per_source) as u64;
     let bar = progress::bar(total, "synth", context.quiet);
     let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(args.jobs.unwrap_or(0))
+        .num_threads(args.jobs.threads())
         .build()
         .context("cannot start worker threads")?;
     let command = command_line();

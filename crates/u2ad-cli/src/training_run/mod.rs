@@ -14,7 +14,7 @@ use u2ad_core::dataset::PreparedDataset;
 use u2ad_model::{TrainingConfig, TrainingSet};
 
 use crate::commands::Context;
-use crate::device::{parse_device, DeviceChoice};
+use crate::commands::run_args::DeviceArg;
 use crate::sidecar::command_line;
 
 pub use observer::ProgressObserver;
@@ -37,6 +37,7 @@ pub struct TrainingFlags {
     /// Images per optimizer step (overrides training.batch_size).
     #[arg(long)]
     pub batch_size: Option<usize>,
+    // --seed is training's own (run_args.rs says why).
     /// Seed of the weights, sample order, augmentation and masks (overrides seed).
     #[arg(long, help_heading = "Run")]
     pub seed: Option<u64>,
@@ -46,10 +47,8 @@ pub struct TrainingFlags {
     /// Continue the run in --out from its latest checkpoint.
     #[arg(long)]
     pub resume: bool,
-    /// Where to train: auto (CUDA when this build has it and a driver, else the CPU), cpu, cuda,
-    /// cuda:N.
-    #[arg(long, value_parser = parse_device, default_value_t = DeviceChoice::DEFAULT, help_heading = "Run")]
-    pub device: DeviceChoice,
+    #[command(flatten)]
+    pub device: DeviceArg,
 }
 
 /// The prepared dataset, given as the first argument or with the old hidden `--data` flag (clap

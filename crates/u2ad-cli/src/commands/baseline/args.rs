@@ -7,6 +7,7 @@ use clap::{Args, ValueEnum};
 
 use crate::commands::call_args::{CallArgs, SliceArgs};
 use crate::commands::input_args::SubjectArgs;
+use crate::commands::run_args::JobsArg;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum BaselineMethod {
@@ -53,9 +54,8 @@ pub struct BaselineArgs {
     #[command(flatten)]
     pub slices: SliceArgs,
 
-    /// Subjects processed at once (threads; default: all cores).
-    #[arg(short, long, help_heading = "Run")]
-    pub jobs: Option<usize>,
+    #[command(flatten)]
+    pub jobs: JobsArg,
 }
 
 impl BaselineArgs {
@@ -71,7 +71,7 @@ impl BaselineArgs {
             subjects: SubjectArgs::default(),
             calls: CallArgs::default(),
             slices: SliceArgs::default(),
-            jobs: None,
+            jobs: JobsArg::default(),
         }
     }
 }

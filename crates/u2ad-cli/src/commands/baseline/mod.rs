@@ -72,7 +72,7 @@ pub fn run(args: BaselineArgs, context: &Context) -> anyhow::Result<()> {
         BaselineMethod::Intensity => args.calls.level_scores(IntensityPercentileConfig::LEVEL_SCORES),
         BaselineMethod::IntensityVoxelZ => LevelScoreConfig::CURVE_PEAK,
     };
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(args.jobs.unwrap_or(0)).build().context("cannot start worker threads")?;
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(args.jobs.threads()).build().context("cannot start worker threads")?;
     let subjects = pool.install(|| load_subjects(&args, context))?;
     let cohort: Vec<CohortSubject<'_>> = subjects.iter().map(|(meta, samples)| CohortSubject { meta, samples }).collect();
     if cohort.len() < 2 {

@@ -36,8 +36,8 @@ use u2ad_eval::evaluate::{discover_truth, EvaluationSettings};
 use u2ad_eval::synth::{write_cohort, CohortOptions, CohortRequest, ValueRange};
 use u2ad_model::MaskingStrategy;
 
+use super::run_args::DeviceArg;
 use super::Context;
-use crate::device::{parse_device, DeviceChoice};
 use crate::sidecar::command_line;
 
 mod report;
@@ -85,6 +85,7 @@ pub struct DemoArgs {
     /// Also adapt and evaluate the two ablations (random masking only; EU guidance only).
     #[arg(long)]
     pub ablations: bool,
+    // --seed is the demo's own (run_args.rs says why).
     /// Seed of training, synthesis and inference.
     #[arg(long, default_value_t = 0, help_heading = "Run")]
     pub seed: u64,
@@ -95,9 +96,8 @@ pub struct DemoArgs {
     /// A training configuration (TOML) instead of the built-in configs/demo.toml.
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Where training and inference run (`cuda` needs a build with `--features cuda`).
-    #[arg(long, value_parser = parse_device, default_value_t = DeviceChoice::DEFAULT, help_heading = "Run")]
-    pub device: DeviceChoice,
+    #[command(flatten)]
+    pub device: DeviceArg,
 }
 
 pub fn run(args: DemoArgs, context: &Context) -> anyhow::Result<()> {
@@ -106,7 +106,7 @@ pub fn run(args: DemoArgs, context: &Context) -> anyhow::Result<()> {
         bail!("--copies must be at least 1");
     }
     target_synth_config(&args).validate().map_err(|e| anyhow::anyhow!("{e}"))?;
-    let verbs = Verbs { seed: args.seed, device: crate::device::resolve(args.device, context.quiet)?.choice() };
+    let verbs = Verbs { seed: args.seed, device: crate::device::resolve(args.device.choice, context.quiet)?.choice() };
     let (config_text, config_name, base_config) = setup::training_config(&args)?;
     let out = args.out.clone();
     setup::work_folder(&out, args.force)?;

@@ -68,7 +68,7 @@ impl Verbs {
         let mut args = PretrainArgs::new(data.to_path_buf(), out.to_path_buf());
         args.training.config = Some(config.to_path_buf());
         args.training.seed = Some(self.seed);
-        args.training.device = self.device;
+        args.training.device.choice = self.device;
         args
     }
 
@@ -76,14 +76,14 @@ impl Verbs {
         let mut args = AdaptArgs::new(data.to_path_buf(), model.to_path_buf(), out.to_path_buf());
         args.training.config = Some(config.to_path_buf());
         args.training.seed = Some(self.seed);
-        args.training.device = self.device;
+        args.training.device.choice = self.device;
         args
     }
 
     pub fn detect(&self, data: &Path, model: &Path, out: &Path) -> DetectArgs {
         let mut args = DetectArgs::new(data.to_path_buf(), model.to_path_buf(), out.to_path_buf());
         args.seed = self.seed;
-        args.device = self.device;
+        args.device.choice = self.device;
         demo_calls(&mut args.scoring.calls);
         args
     }

@@ -10,7 +10,7 @@ use u2ad_core::scoring::Polarity;
 use super::super::calibrate::{parse_shard, Shard};
 use super::super::call_args::MapCallArgs;
 use super::super::input_args::ScanInputs;
-use crate::device::{parse_device, DeviceChoice};
+use super::super::run_args::{DeviceArg, JobsArg};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum PolarityArg {
@@ -115,10 +115,9 @@ pub struct DetectArgs {
     /// patch seams out of the comparison; 0 compares with the raw mean, as the paper does.
     #[arg(long, value_parser = parse_smoothing_mm, default_value_t = DetectArgs::RECONSTRUCTION_SMOOTHING_MM, help_heading = "Scores and calls")]
     pub reconstruction_smoothing_mm: f64,
-    /// Where the model runs: auto (CUDA when this build has it and a driver, else the CPU),
-    /// cpu, cuda, cuda:N.
-    #[arg(long, value_parser = parse_device, default_value_t = DeviceChoice::DEFAULT, help_heading = "Run")]
-    pub device: DeviceChoice,
+    #[command(flatten)]
+    pub device: DeviceArg,
+    // --seed is detect's own (run_args.rs says why).
     /// Seed of the mask schedules (each slice's seed derives from it, the subject and the slice).
     #[arg(long, default_value_t = DetectArgs::SEED, help_heading = "Run")]
     pub seed: u64,
@@ -132,9 +131,8 @@ pub struct DetectArgs {
     #[arg(long, value_parser = parse_shard, help_heading = "Scale-out")]
     pub shard: Option<Shard>,
 
-    /// Subjects processed at once (threads; default: all cores).
-    #[arg(short, long, help_heading = "Run")]
-    pub jobs: Option<usize>,
+    #[command(flatten)]
+    pub jobs: JobsArg,
     /// Recompute subjects whose outputs exist with the same configuration and model.
     #[arg(long, help_heading = "Run")]
     pub force: bool,
@@ -170,11 +168,11 @@ impl DetectArgs {
             mc_batch: Self::MC_BATCH,
             polarity: Self::POLARITY,
             reconstruction_smoothing_mm: Self::RECONSTRUCTION_SMOOTHING_MM,
-            device: DeviceChoice::DEFAULT,
+            device: DeviceArg::default(),
             seed: Self::SEED,
             scoring: MapCallArgs::default(),
             shard: None,
-            jobs: None,
+            jobs: JobsArg::default(),
             force: false,
         }
     }

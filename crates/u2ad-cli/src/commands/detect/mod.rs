@@ -38,7 +38,7 @@ use settings::{hash_hex, map_run, settings_of, MapSettings, McInput, Run};
 use subjects::{detect_subject, jobs_of, Job};
 
 pub fn run(args: DetectArgs, context: &Context) -> anyhow::Result<()> {
-    let device = crate::device::resolve(args.device, context.quiet)?;
+    let device = crate::device::resolve(args.device.choice, context.quiet)?;
     crate::device::run_on(device, OnDevice(args, context))
 }
 
@@ -102,7 +102,7 @@ fn run_on<B: Backend>(args: DetectArgs, context: &Context, device: &B::Device) -
     // Phase 1: every subject, in parallel.
     let bar = progress::bar(jobs.len() as u64, "detect", context.quiet);
     let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(args.jobs.unwrap_or(0))
+        .num_threads(args.jobs.threads())
         .build()
         .context("cannot start worker threads")?;
     let results: Vec<(usize, String, anyhow::Result<Detected>)> = pool.install(|| {

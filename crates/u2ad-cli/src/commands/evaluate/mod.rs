@@ -42,6 +42,7 @@ pub struct EvaluateArgs {
     /// Bootstrap resamples of the 95 % intervals (subjects resampled).
     #[arg(long, default_value_t = 1000)]
     pub bootstrap: usize,
+    // --seed is evaluate's own (run_args.rs says why).
     /// Seed of the bootstrap.
     #[arg(long, default_value_t = 0, help_heading = "Run")]
     pub seed: u64,

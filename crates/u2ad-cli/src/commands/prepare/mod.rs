@@ -14,6 +14,7 @@ use u2ad_core::dataset::PreparedDataset;
 use u2ad_core::prepare::{prepare_subject, PreparedSubject};
 
 use super::input_args::ScanInputs;
+use super::run_args::JobsArg;
 use super::Context;
 use crate::progress;
 use crate::sidecar::{command_line, write_sidecar};
@@ -39,9 +40,8 @@ pub struct PrepareArgs {
     #[command(flatten)]
     pub scans: ScanInputs,
 
-    /// Subjects prepared in parallel (default: all cores).
-    #[arg(short, long, help_heading = "Run")]
-    pub jobs: Option<usize>,
+    #[command(flatten)]
+    pub jobs: JobsArg,
     /// Leave out subjects that fail (reported) instead of stopping without output.
     #[arg(long, help_heading = "Run")]
     pub skip_failed: bool,
@@ -50,7 +50,7 @@ pub struct PrepareArgs {
 impl PrepareArgs {
     /// `u2ad prepare INPUT --out OUT` with every other flag at its default.
     pub fn new(input: PathBuf, out: PathBuf) -> Self {
-        PrepareArgs { input: Some(input), out, scans: ScanInputs::default(), jobs: None, skip_failed: false }
+        PrepareArgs { input: Some(input), out, scans: ScanInputs::default(), jobs: JobsArg::default(), skip_failed: false }
     }
 }
 
@@ -61,7 +61,7 @@ pub fn run(args: PrepareArgs, context: &Context) -> anyhow::Result<()> {
         Inputs::Scans(subjects) => {
             let bar = progress::bar(subjects.len() as u64, "prepare", context.quiet);
             let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(args.jobs.unwrap_or(0))
+                .num_threads(args.jobs.threads())
                 .build()
                 .context("cannot start worker threads")?;
             let results = pool.install(|| {

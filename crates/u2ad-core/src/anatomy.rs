@@ -25,6 +25,7 @@ use ndarray::{s, Array2, Array3, ArrayView, ArrayView2, ArrayView3, Axis, Dimens
 use u2ad_io::volume::Volume;
 
 use crate::error::{CoreError, Result};
+use crate::plane::{label_components_8, ComponentLabels, PlaneShape};
 
 /// Voxels above `threshold`, in standard (C) layout whatever the layout of `data` (a
 /// reoriented view has permuted, reversed strides).
@@ -184,7 +185,9 @@ pub fn dilate_2d(mask: ArrayView2<'_, bool>, element: Neighbourhood2d, steps: us
 
 /// Binary erosion of a 2-D mask by a 3 x 3 cross or square, repeated `steps` times. Pixels
 /// outside the array count as background, so foreground touching the border erodes (scipy's
-/// default `border_value=0`).
+/// default `border_value=0`). The general form: with [`Neighbourhood2d::Square`] and one step it
+/// gives the pixels of [`crate::plane::erode_3x3`], the one-step square erosion of a flat plane
+/// that detection uses.
 pub fn erode_2d(mask: ArrayView2<'_, bool>, element: Neighbourhood2d, steps: usize) -> Array2<bool> {
     morph_2d(mask, element, steps, false)
 }
@@ -264,36 +267,18 @@ impl Components2d {
     }
 }
 
-/// 8-connected components of a 2-D mask (a 3 x 3 square neighbourhood), with their sizes.
+/// 8-connected components of a 2-D mask (a 3 x 3 square neighbourhood), with their sizes: the
+/// workspace's one labeller, [`crate::plane::label_components_8`], on an array.
 pub fn connected_components_2d(mask: ArrayView2<'_, bool>) -> Components2d {
     let (rows, cols) = mask.dim();
-    if rows == 0 || cols == 0 {
-        return Components2d { labels: Array2::zeros((rows, cols)), sizes_px: Vec::new() };
+    // `iter` walks a view in logical (row-major) order whatever its strides.
+    let foreground: Vec<bool> = mask.iter().copied().collect();
+    let ComponentLabels { labels, count } = label_components_8(&foreground, PlaneShape { rows, cols });
+    let mut sizes_px = vec![0usize; count as usize];
+    for &label in labels.iter().filter(|&&l| l != 0) {
+        sizes_px[label as usize - 1] += 1;
     }
-    let mut structure = Array3::from_elem((3, 3, 3), false);
-    structure.index_axis_mut(Axis(0), 1).fill(true);
-    let stack = as_middle_plane(mask);
-    let (raw, count) = ndarray_ndimage::label::<u32>(&stack, &structure);
-    let raw = raw.index_axis_move(Axis(0), 1);
-    // Renumber in raster order of the first pixel, so the numbering is documented, not an
-    // artefact of the labelling algorithm.
-    let mut renumber = vec![0u32; count + 1];
-    let mut next = 0u32;
-    let mut sizes_px = Vec::with_capacity(count);
-    let labels = raw.mapv(|l| {
-        if l == 0 {
-            return 0;
-        }
-        let slot = &mut renumber[l as usize];
-        if *slot == 0 {
-            next += 1;
-            *slot = next;
-            sizes_px.push(0);
-        }
-        sizes_px[*slot as usize - 1] += 1;
-        *slot
-    });
-    Components2d { labels, sizes_px }
+    Components2d { labels: Array2::from_shape_vec((rows, cols), labels).expect("one label per pixel"), sizes_px }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -321,8 +306,12 @@ impl Default for CsfDerivation {
     }
 }
 
-/// The median as numpy computes it (the mean of the two middle values for an even count).
-fn median(values: &mut [f32]) -> Option<f64> {
+/// numpy's `median` of f32 values, in f64: (a + b) / 2 of the two middle values for an even
+/// count. Not [`crate::stats::median`], which is numpy's `percentile(.., 50)`, b - (b - a) / 2,
+/// on f64: the two agree on finite values of like magnitude but not on every input (a pair far
+/// apart in magnitude rounds differently; an infinity makes the percentile NaN), and the derived
+/// CSF's threshold is kept as it is.
+fn numpy_median_f32(values: &mut [f32]) -> Option<f64> {
     if values.is_empty() {
         return None;
     }
@@ -357,7 +346,7 @@ pub fn derive_csf_with(
             }
             acc
         });
-    let Some(cord_median) = median(&mut cord_values) else {
+    let Some(cord_median) = numpy_median_f32(&mut cord_values) else {
         return Array3::from_elem(cord_canonical.dim(), false);
     };
     let threshold = params.min_signal_ratio * cord_median;
@@ -533,6 +522,11 @@ mod tests {
         let eroded = erode_2d(full.view(), Neighbourhood2d::Cross, 1);
         assert_eq!(eroded.iter().filter(|&&v| v).count(), 4);
         assert!(eroded[[1, 1]] && !eroded[[0, 1]]);
+        // One step of the square is plane::erode_3x3's erosion.
+        let blob = Array2::from_shape_fn((6, 7), |(r, c)| (r * 7 + c) % 11 != 0);
+        let flat: Vec<u8> = blob.iter().map(|&v| u8::from(v)).collect();
+        let square: Vec<u8> = erode_2d(blob.view(), Neighbourhood2d::Square, 1).iter().map(|&v| u8::from(v)).collect();
+        assert_eq!(square, crate::plane::erode_3x3(&flat, PlaneShape { rows: 6, cols: 7 }));
     }
 
     #[test]

@@ -46,7 +46,8 @@ use serde::{Deserialize, Serialize};
 use crate::cord_depth::PartialVolumeDepth;
 use crate::dataset::{SampleMeta, SubjectMeta};
 use crate::levels::DiscLevel;
-use crate::scoring::{erode_3x3, median, percentile, PlaneShape};
+use crate::plane::{erode_3x3, PlaneShape};
+use crate::stats::{median, percentile};
 use crate::scoring_region::below_partial_volume;
 pub use crate::scoring_region::{csf_partial_volume, StackSlice};
 // Defined in `scoring` (outside.rs), beside the calls that use them; kept at this path too.

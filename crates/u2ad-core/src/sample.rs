@@ -46,8 +46,13 @@ impl Default for PreprocessConfig {
     }
 }
 
-/// Percentile with numpy's default (linear) interpolation, of values sorted ascending.
-pub fn percentile_of_sorted(sorted: &[f32], percent: f64) -> f64 {
+/// Percentile of f32 values sorted ascending, by linear interpolation between order statistics
+/// at index (n - 1) x percent / 100 written one-sided, a + (b - a) x fraction; the percent is
+/// clamped to [0, 100] and no values give NaN. Not [`crate::stats::percentile_of_sorted`], which
+/// takes numpy's two-sided form (b - (b - a) x (1 - fraction) from a fraction of 0.5) and differs
+/// from this in the last bit for some inputs: the intensity window, and so every prepared sample,
+/// is kept as it is.
+pub fn percentile_of_sorted_f32(sorted: &[f32], percent: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }
@@ -75,8 +80,8 @@ impl IntensityWindow {
         }
         foreground.sort_unstable_by(|a, b| a.total_cmp(b));
         IntensityWindow {
-            low: percentile_of_sorted(&foreground, config.clip_low_percentile),
-            high: percentile_of_sorted(&foreground, config.clip_high_percentile),
+            low: percentile_of_sorted_f32(&foreground, config.clip_low_percentile),
+            high: percentile_of_sorted_f32(&foreground, config.clip_high_percentile),
         }
     }
 
@@ -312,9 +317,15 @@ mod tests {
     #[test]
     fn percentiles_follow_numpy_linear() {
         let sorted: Vec<f32> = (0..11).map(|v| v as f32).collect();
-        assert_eq!(percentile_of_sorted(&sorted, 50.0), 5.0);
-        assert!((percentile_of_sorted(&sorted, 0.2) - 0.02).abs() < 1e-9);
-        assert!((percentile_of_sorted(&sorted, 99.8) - 9.98).abs() < 1e-9);
+        assert_eq!(percentile_of_sorted_f32(&sorted, 50.0), 5.0);
+        assert!((percentile_of_sorted_f32(&sorted, 0.2) - 0.02).abs() < 1e-9);
+        assert!((percentile_of_sorted_f32(&sorted, 99.8) - 9.98).abs() < 1e-9);
+        // The one-sided form is not stats::percentile_of_sorted's two-sided one: they part in
+        // the last bit here, so the two stay apart.
+        let pair = [0.1f32, 2.1f32];
+        assert_eq!(percentile_of_sorted_f32(&pair, 99.8), 2.095999904826283);
+        let pair_f64 = pair.map(f64::from);
+        assert_eq!(crate::stats::percentile_of_sorted(&pair_f64, 99.8), Some(2.0959999048262836));
     }
 
     #[test]

@@ -39,7 +39,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use u2ad_core::scoring::percentile_of_sorted;
+use u2ad_core::stats::percentile_of_sorted;
 
 // ---------------------------------------------------------------------------------------------
 // Pixel level

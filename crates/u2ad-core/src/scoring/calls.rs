@@ -5,10 +5,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::segments::{SegmentScore, SubjectScores};
-use super::stats::{
-    percentile, robust_centre_spread, robust_centre_spread_below, robust_upper_limit, z_for_false_positive_rate,
-};
 use super::ScoringError;
+use crate::stats::{inverse_normal_cdf, percentile, robust_centre_spread, robust_centre_spread_below, robust_upper_limit};
 use super::outside::OutsideRegion;
 use crate::levels::DiscLevel;
 
@@ -206,6 +204,14 @@ fn reference_values<'a>(
         }
     }
     values
+}
+
+/// z = Φ⁻¹(1 - rate): the one-sided normal cut-off with the given false-positive rate.
+pub fn z_for_false_positive_rate(rate: f64) -> Result<f64, ScoringError> {
+    if !(rate > 0.0 && rate < 1.0) {
+        return Err(ScoringError::InvalidConfig(format!("target false-positive rate {rate} is not in (0, 1)")));
+    }
+    Ok(inverse_normal_cdf(1.0 - rate).expect("1 - rate is in (0, 1)"))
 }
 
 /// Calls every segment and patient of a cohort (module docs, section 4), each subject's

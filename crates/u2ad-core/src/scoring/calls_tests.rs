@@ -1,7 +1,7 @@
 //! Unit tests of [`super`] (the calls), beside it to keep calls.rs short.
 
 use super::*;
-use crate::scoring::stats::{inverse_normal_cdf, MAD_TO_SD};
+use crate::stats::{inverse_normal_cdf, MAD_TO_SD};
 use crate::scoring::test_fixtures::{close, cohort_fixture, legacy, Z_TOLERANCE};
 
 fn calls_of(decision: &SubjectDecision) -> Vec<SegmentCall> {
@@ -12,6 +12,12 @@ const POSITIVE: SegmentCall = SegmentCall::Positive;
 const NEGATIVE: SegmentCall = SegmentCall::Negative;
 const HIGH_EU: SegmentCall = SegmentCall::Indeterminate(IndeterminateReason::HighEpistemicUncertainty);
 const FLAT: SegmentCall = SegmentCall::Indeterminate(IndeterminateReason::ReferenceWithoutSpread);
+
+#[test]
+fn z_of_a_false_positive_rate() {
+    close(z_for_false_positive_rate(0.05).unwrap(), 1.6448536269514722, 1e-8);
+    assert!(z_for_false_positive_rate(0.0).is_err());
+}
 
 #[test]
 fn cohort_calls_per_level() {

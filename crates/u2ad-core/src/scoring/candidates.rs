@@ -3,8 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::plane::{gaussian_smooth, label_components_8, ComponentLabels, PlaneShape};
-use super::stats::percentile;
+use crate::plane::{gaussian_smooth, label_components_8, ComponentLabels, PlaneShape};
+use crate::stats::percentile;
 
 /// Which deviations from the reconstruction make the anomaly map that detection scores.
 ///

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::plane::PlaneShape;
+use crate::plane::PlaneShape;
 
 /// How a row of the filtered map is summarised over its eroded-cord pixels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -122,8 +122,9 @@
 //!
 //! # Files
 //!
-//! `stats.rs`: percentiles, median, MAD, robust centre and spread, Φ⁻¹; `plane.rs`: the plane
-//! shape, 3 x 3 erosion and 8-connected labels; `candidates.rs`: section 1; `curve.rs`:
+//! The statistics (percentiles, median, MAD, robust centre and spread, Φ⁻¹) are [`crate::stats`]
+//! and the plane geometry (the plane shape, 3 x 3 erosion, 8-connected labels, smoothing)
+//! [`crate::plane`], both re-exported here; `candidates.rs`: section 1; `curve.rs`:
 //! section 2; `segments.rs`: section 3; `calls.rs`: section 4 (its tests in `calls_tests.rs`); `level_table.rs`: the per-level
 //! CSV rows; `outside.rs`: the cord outside the levels ([`OutsideRegion`], [`OutsideScore`]).
 //! Every public item is re-exported here: `u2ad_core::scoring::X` is the path to use.
@@ -133,28 +134,28 @@ mod candidates;
 mod curve;
 mod level_table;
 mod outside;
-mod plane;
 mod segments;
-mod stats;
 #[cfg(test)]
 mod test_fixtures;
 
 pub use calls::{
     call_cohort, CallConfig, FalsePositiveScope, IndeterminateReason, LevelPooling, PatientCall, ReferenceScores,
-    RegionDecision, SegmentCall, SegmentDecision, SubjectDecision, Threshold, UncertaintyGate,
+    RegionDecision, SegmentCall, SegmentDecision, SubjectDecision, Threshold, UncertaintyGate, z_for_false_positive_rate,
 };
 pub use candidates::{anomaly_candidates, anomaly_map, smoothed_reconstruction, CandidateComponent, CandidateFilter, CandidateMap, Polarity};
 pub use curve::{row_curve, subject_curve, CurveConfig, RowStatistic, SliceMaps, SliceSelection, SubjectCurve};
 pub use level_table::{level_rows, LevelRow};
 pub use outside::{OutsideRegion, OutsideScore};
-pub use plane::{erode_3x3, gaussian_smooth, label_components_8, ComponentLabels, PlaneShape, SAMPLE_PIXEL_MM};
+// Statistics and plane geometry live in crate::stats and crate::plane (they serve other steps
+// too); every path under scoring:: stays.
+pub use crate::plane::{erode_3x3, gaussian_smooth, label_components_8, ComponentLabels, PlaneShape, SAMPLE_PIXEL_MM};
 pub(crate) use segments::peak_signal_ratio;
 pub use segments::{
     score_subject, PositionOrigin, ScoringConfig, SegmentOutcome, SegmentPeak, SegmentScore, SubjectScores,
 };
-pub use stats::{
+pub use crate::stats::{
     inverse_normal_cdf, median, median_absolute_deviation, percentile, percentile_of_sorted, robust_centre_spread,
-    robust_centre_spread_below, robust_upper_limit, z_for_false_positive_rate, MAD_TO_SD, MEAN_ABSOLUTE_DEVIATION_TO_SD,
+    robust_centre_spread_below, robust_upper_limit, MAD_TO_SD, MEAN_ABSOLUTE_DEVIATION_TO_SD,
 };
 
 /// Errors of a scoring or calibration configuration.

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::curve::{subject_curve, CurveConfig, SliceMaps, SubjectCurve};
-use super::plane::{PlaneShape, SAMPLE_PIXEL_MM};
-use super::stats::median;
+use crate::plane::{PlaneShape, SAMPLE_PIXEL_MM};
+use crate::stats::median;
 use super::outside::OutsideScore;
 use crate::levels::DiscLevel;
 

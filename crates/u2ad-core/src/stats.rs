@@ -1,9 +1,13 @@
-//! Robust statistics used by every step of detection: the candidate threshold (section 1), the
-//! cohort calibration of the calls (section 4), and, outside this module, the 3-D level scores,
-//! the intensity baselines and the metrics. numpy's percentile and median, the MAD and its
-//! zero-MAD fallback, and Acklam's Φ⁻¹.
-
-use super::ScoringError;
+//! Robust statistics used by every step of detection: the candidate threshold (section 1 of
+//! [`crate::scoring`]), the cohort calibration of the calls (section 4), the 3-D level scores,
+//! and, in u2ad-eval, the intensity baselines and the metrics. numpy's percentile and median, the
+//! MAD and its zero-MAD fallback, and Acklam's Φ⁻¹. One definition of each; the few helpers
+//! elsewhere that look alike compute something else and say what (`anatomy`'s f32 median of the
+//! cord signal, `sample`'s f32 intensity-window percentile).
+//!
+//! A leaf: it imports nothing from the rest of the crate (the false-positive rate's z, which
+//! returns a scoring error, is [`crate::scoring::z_for_false_positive_rate`]). Re-exported at
+//! `u2ad_core::scoring::*` as before.
 
 /// 1 / Φ⁻¹(3/4): scales a MAD to a normal-consistent standard deviation.
 pub const MAD_TO_SD: f64 = 1.4826;
@@ -135,18 +139,13 @@ pub fn inverse_normal_cdf(p: f64) -> Option<f64> {
     })
 }
 
-/// z = Φ⁻¹(1 - rate): the one-sided normal cut-off with the given false-positive rate.
-pub fn z_for_false_positive_rate(rate: f64) -> Result<f64, ScoringError> {
-    if !(rate > 0.0 && rate < 1.0) {
-        return Err(ScoringError::InvalidConfig(format!("target false-positive rate {rate} is not in (0, 1)")));
-    }
-    Ok(inverse_normal_cdf(1.0 - rate).expect("1 - rate is in (0, 1)"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scoring::test_fixtures::close;
+
+    fn close(actual: f64, expected: f64, tolerance: f64) {
+        assert!((actual - expected).abs() <= tolerance, "{actual} != {expected} (tolerance {tolerance})");
+    }
 
     #[test]
     fn percentile_matches_numpy_linear() {
@@ -181,8 +180,6 @@ mod tests {
         assert_eq!(inverse_normal_cdf(0.0), None);
         assert_eq!(inverse_normal_cdf(1.0), None);
         assert_eq!(inverse_normal_cdf(f64::NAN), None);
-        close(z_for_false_positive_rate(0.05).unwrap(), 1.6448536269514722, 1e-8);
-        assert!(z_for_false_positive_rate(0.0).is_err());
     }
 
     #[test]

@@ -1,6 +1,9 @@
-//! Plane geometry for step 1 of detection (anomaly candidates): the shape of a row-major 2-D map,
-//! the 3 x 3 erosion of the cord mask, the 8-connected components of a binary plane and its
-//! Gaussian smoothing.
+//! Plane geometry of detection (step 1, anomaly candidates; the 3-D level scores; training's
+//! masks): the shape of a row-major 2-D map, the 3 x 3 erosion of the cord mask, the 8-connected
+//! components of a binary plane and its Gaussian smoothing. One labeller and one 3 x 3 square
+//! erosion: `anatomy`'s [`connected_components_2d`](crate::anatomy::connected_components_2d)
+//! is this labeller on an array, with sizes; its [`erode_2d`](crate::anatomy::erode_2d) is the
+//! general form (cross or square, repeated) on an array. Re-exported at `u2ad_core::scoring::*`.
 
 use serde::{Deserialize, Serialize};
 

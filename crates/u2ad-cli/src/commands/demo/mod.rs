@@ -1,5 +1,5 @@
 //! `u2ad demo`: the whole method on the bundled healthy cohort, end to end on two CPU cores
-//! (about 11 to 14 minutes, BENCHMARKS.md), ending with a table of how U2AD and the intensity
+//! (about 3 to 14 minutes, BENCHMARKS.md), ending with a table of how U2AD and the intensity
 //! baseline find synthetic hyperintensities in hosts the model never saw.
 //!
 //! 1. Find the sample data (`../shared/data` beside the project, `U2AD_DATA`, or the download

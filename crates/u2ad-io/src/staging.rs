@@ -26,15 +26,20 @@ pub fn temporary_sibling(path: &Path) -> Result<PathBuf> {
 }
 
 /// Writes a file through `write` into a temporary sibling ([`temporary_sibling`]), then renames
-/// it onto `path`, so that a failure never leaves a half-written output.
-pub fn write_atomically(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+/// it onto `path`, so that a failure never leaves a half-written output. `write`'s own error type
+/// passes through unchanged (a caller with its own errors keeps them); the writer's file errors
+/// are converted into it.
+pub fn write_atomically<E: From<FileError>>(
+    path: &Path,
+    write: impl FnOnce(&Path) -> std::result::Result<(), E>,
+) -> std::result::Result<(), E> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or_else(|| Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| FileError::input(dir, format!("cannot create the output folder: {e}")))?;
     let tmp = temporary_sibling(path)?;
     match write(&tmp) {
         Ok(()) => std::fs::rename(&tmp, path).map_err(|e| {
             let _ = std::fs::remove_file(&tmp);
-            FileError::input(path, format!("cannot write file: {e}"))
+            FileError::input(path, format!("cannot write file: {e}")).into()
         }),
         Err(e) => {
             let _ = std::fs::remove_file(&tmp);

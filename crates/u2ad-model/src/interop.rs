@@ -83,6 +83,9 @@ pub enum InteropError {
     UnexpectedKeys { path: String, keys: Vec<String> },
     #[error("{path}: {detail}")]
     ModelFile { path: String, detail: String },
+    /// Writing the file (its folder, the temporary file, the rename).
+    #[error(transparent)]
+    File(#[from] u2ad_io::FileError),
 }
 
 /// The reference-to-ours key remapper.

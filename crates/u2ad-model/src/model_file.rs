@@ -14,7 +14,6 @@ use burn::tensor::backend::Backend;
 use burn_store::{ModuleSnapshot, SafetensorsStore};
 use serde_json::Value;
 use u2ad_io::staging::write_atomically;
-use u2ad_io::FileError;
 
 use crate::config::ModelConfig;
 use crate::interop::InteropError;
@@ -60,30 +59,17 @@ pub fn save_model<B: Backend>(
     path: &Path,
 ) -> Result<(), InteropError> {
     let config_json = serde_json::to_string(config).expect("model config serialises");
-    // The writer's closure returns a `FileError`: the model's own error is kept here, unchanged.
-    let mut failure = None;
-    let written = write_atomically(path, |tmp| {
+    write_atomically(path, |tmp| {
         let mut store = SafetensorsStore::from_file(tmp)
             .overwrite(true)
             .metadata("producer", "u2ad")
             .metadata(CONFIG_KEY, config_json)
             .metadata(PROVENANCE_KEY, provenance.to_string());
-        let saved = model
+        model
             .save_into(&mut store)
-            .map_err(|source| InteropError::Safetensors { path: path.display().to_string(), source });
-        saved.and_then(|()| seal(tmp, path)).map_err(|e| {
-            let reported = FileError::input(path, e.to_string());
-            failure = Some(e);
-            reported
-        })
-    });
-    match failure {
-        Some(e) => Err(e),
-        None => written.map_err(|e| match e {
-            FileError::Input { path, detail } => error(&path, detail),
-            other => error(path, other.to_string()),
-        }),
-    }
+            .map_err(|source| InteropError::Safetensors { path: path.display().to_string(), source })?;
+        seal(tmp, path)
+    })
 }
 
 /// Splits a safetensors file into its header JSON and its tensor bytes.

@@ -4,11 +4,11 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::outside::OutsideRegion;
 use super::segments::{SegmentScore, SubjectScores};
 use super::ScoringError;
-use crate::stats::{inverse_normal_cdf, percentile, robust_centre_spread, robust_centre_spread_below, robust_upper_limit};
-use super::outside::OutsideRegion;
 use crate::levels::DiscLevel;
+use crate::stats::{inverse_normal_cdf, percentile, robust_centre_spread, robust_centre_spread_below, robust_upper_limit};
 
 /// Which reference values calibrate a segment's threshold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -384,18 +384,12 @@ fn flat_reference(level: DiscLevel, score: Option<f64>, mean_eu: Option<f64>) ->
     SegmentDecision { level, score, z: None, threshold: None, mean_eu, eu_limit: None, call }
 }
 
-/// (value - centre) / spread, within ±1e6 (a zero spread gives ±1e6 away from the centre, 0 at it).
+/// (value - centre) / spread, within ±1e6. Callers give a spread > 0: a reference without spread
+/// calibrates nothing ([`IndeterminateReason::ReferenceWithoutSpread`]).
 fn robust_z(value: f64, centre: f64, spread: f64) -> f64 {
     const LIMIT: f64 = 1e6;
-    if spread > 0.0 {
-        ((value - centre) / spread).clamp(-LIMIT, LIMIT)
-    } else if value > centre {
-        LIMIT
-    } else if value < centre {
-        -LIMIT
-    } else {
-        0.0
-    }
+    debug_assert!(spread > 0.0, "robust_z needs a spread > 0");
+    ((value - centre) / spread).clamp(-LIMIT, LIMIT)
 }
 
 #[cfg(test)]

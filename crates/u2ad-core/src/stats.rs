@@ -92,6 +92,12 @@ pub fn robust_upper_limit(values: &[f64], z: f64) -> Option<f64> {
     robust_centre_spread(values).map(|(centre, spread)| centre + z * spread)
 }
 
+/// 1 - Φ(z), the standard normal upper tail, as erfc(z / √2) / 2 (libm's erfc, accurate in the
+/// far tail where 1 - Φ(z) would round to 0).
+pub fn normal_upper_tail(z: f64) -> f64 {
+    0.5 * libm::erfc(z / std::f64::consts::SQRT_2)
+}
+
 /// Φ⁻¹(p), the standard normal quantile, by Acklam's rational approximation (relative error
 /// below 1.15e-9 over (0, 1)). `None` outside the open interval (0, 1).
 pub fn inverse_normal_cdf(p: f64) -> Option<f64> {
@@ -159,6 +165,16 @@ mod tests {
         close(median(&[1.0, 2.0, 3.0, 4.0]).unwrap(), 2.5, 0.0);
         assert_eq!(percentile(&[], 50.0), None);
         assert_eq!(percentile(&values, 101.0), None);
+    }
+
+    #[test]
+    fn normal_upper_tail_matches_scipy() {
+        // scipy.stats.norm.sf
+        close(normal_upper_tail(0.0), 0.5, 1e-16);
+        close(normal_upper_tail(1.6448536269514722), 0.05, 1e-15);
+        close(normal_upper_tail(-1.0), 0.8413447460685429, 1e-15);
+        let far = normal_upper_tail(10.0);
+        assert!((far / 7.61985302416047e-24 - 1.0).abs() < 1e-12, "{far}");
     }
 
     #[test]

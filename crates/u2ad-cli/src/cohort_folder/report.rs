@@ -45,7 +45,8 @@ pub(super) fn calibration(calls: &CallConfig, subjects: usize, decisions: &[Subj
             };
             let text = format!(
                 "cohort-calibrated, leave-one-participant-out: threshold = median + z x 1.4826 x MAD of {pooling}{reference} \
-                 (never another scan of the same participant), target false-positive rate {target_false_positive_rate} \
+                 (never another scan of the same participant; scores of exactly 0 counted apart, the median and MAD taken \
+                 on the scores above 0), target false-positive rate {target_false_positive_rate} \
                  {scope}, at least {} reference scores",
                 calls.min_reference_values
             );

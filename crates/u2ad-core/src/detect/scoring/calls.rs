@@ -8,7 +8,8 @@ use super::outside::OutsideRegion;
 use super::segments::{SegmentScore, SubjectScores};
 use super::ScoringError;
 use crate::levels::DiscLevel;
-use crate::stats::{inverse_normal_cdf, percentile, robust_centre_spread, robust_centre_spread_below, robust_upper_limit};
+use super::reference_null::{NullFit, ReferenceNull};
+use crate::stats::{inverse_normal_cdf, percentile, robust_upper_limit};
 
 /// Which reference values calibrate a segment's threshold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -248,31 +249,27 @@ pub fn call_cohort(cohort: &[SubjectScores], config: &CallConfig) -> Result<Vec<
             let scored_levels = DiscLevel::ALL.into_iter().filter(|&l| score_of(subject, l).is_some()).count()
                 + subject.outside_levels.len();
             // One level's rate: the target for the level, or shared by the patient's levels.
-            let z_threshold = rate.map(|rate| match config.scope {
-                FalsePositiveScope::Level => z_for_false_positive_rate(rate),
-                FalsePositiveScope::Patient => z_for_false_positive_rate(rate / scored_levels.max(1) as f64),
+            let test_rate = rate.map(|rate| match config.scope {
+                FalsePositiveScope::Level => rate,
+                FalsePositiveScope::Patient => rate / scored_levels.max(1) as f64,
             });
-            let z_threshold = z_threshold.transpose().expect("the rate was checked above");
+            let z_threshold = test_rate.map(z_for_false_positive_rate).transpose().expect("the rate was checked above");
             let segments: Vec<SegmentDecision> = DiscLevel::ALL
                 .into_iter()
                 .map(|level| {
                     let score = score_of(subject, level);
                     let mean_eu = eu_of(subject, level);
-                    let (threshold, z) = match (config.threshold, z_threshold) {
+                    let (threshold, z) = match (config.threshold, test_rate.zip(z_threshold)) {
                         (Threshold::Fixed(value), _) => (Some(value), None),
-                        (_, Some(z_cut)) => {
+                        (_, Some((test_rate, z_cut))) => {
                             let reference = reference_values(others(), level, config.pooling, score_of);
-                            let null = match config.reference_scores {
-                                ReferenceScores::All => robust_centre_spread(&reference),
-                                ReferenceScores::Negative => robust_centre_spread_below(&reference, z_cut),
-                            };
-                            match null.filter(|_| enough(&reference)) {
-                                Some((centre, spread)) if spread > 0.0 => (
-                                    Some(centre + z_cut * spread),
-                                    score.map(|s| robust_z(s, centre, spread)),
-                                ),
-                                Some(_) => return flat_reference(level, score, mean_eu),
-                                None => (None, None),
+                            let clip_high = config.reference_scores == ReferenceScores::Negative;
+                            match ReferenceNull::fit(&reference, test_rate, z_cut, clip_high, config.min_reference_values) {
+                                NullFit::Fitted(null) => {
+                                    (Some(null.threshold(test_rate, z_cut)), score.map(|s| null.z(s)))
+                                }
+                                NullFit::WithoutSpread => return flat_reference(level, score, mean_eu),
+                                NullFit::TooFew => (None, None),
                             }
                         }
                         (_, None) => (None, None),
@@ -322,18 +319,20 @@ pub fn call_cohort(cohort: &[SubjectScores], config: &CallConfig) -> Result<Vec<
                     };
                     // Every reference score, whatever `reference_scores` says: the cord's ends carry
                     // bright spots the levels do not (module docs, section 4).
-                    let calibrated = match (config.threshold, z_threshold) {
+                    let calibrated = match (config.threshold, test_rate.zip(z_threshold)) {
                         (Threshold::Fixed(value), _) => Some((Some(value), None)),
-                        (_, Some(z_cut)) => match robust_centre_spread(&reference).filter(|_| enough(&reference)) {
-                            Some((centre, spread)) if spread > 0.0 => {
-                                Some((Some(centre + z_cut * spread), Some(robust_z(outside.score, centre, spread))))
+                        (_, Some((test_rate, z_cut))) => {
+                            match ReferenceNull::fit(&reference, test_rate, z_cut, false, config.min_reference_values) {
+                                NullFit::Fitted(null) => {
+                                    Some((Some(null.threshold(test_rate, z_cut)), Some(null.z(outside.score))))
+                                }
+                                NullFit::WithoutSpread => {
+                                    let call = SegmentCall::Indeterminate(IndeterminateReason::ReferenceWithoutSpread);
+                                    return RegionDecision { region: outside.region, score: outside.score, z: None, threshold: None, call };
+                                }
+                                NullFit::TooFew => None,
                             }
-                            Some(_) => {
-                                let call = SegmentCall::Indeterminate(IndeterminateReason::ReferenceWithoutSpread);
-                                return RegionDecision { region: outside.region, score: outside.score, z: None, threshold: None, call };
-                            }
-                            None => None,
-                        },
+                        }
                         (_, None) => None,
                     };
                     let (threshold, z) = calibrated.unwrap_or((None, None));
@@ -382,14 +381,6 @@ fn flat_reference(level: DiscLevel, score: Option<f64>, mean_eu: Option<f64>) ->
         Some(_) => SegmentCall::Indeterminate(IndeterminateReason::ReferenceWithoutSpread),
     };
     SegmentDecision { level, score, z: None, threshold: None, mean_eu, eu_limit: None, call }
-}
-
-/// (value - centre) / spread, within ±1e6. Callers give a spread > 0: a reference without spread
-/// calibrates nothing ([`IndeterminateReason::ReferenceWithoutSpread`]).
-fn robust_z(value: f64, centre: f64, spread: f64) -> f64 {
-    const LIMIT: f64 = 1e6;
-    debug_assert!(spread > 0.0, "robust_z needs a spread > 0");
-    ((value - centre) / spread).clamp(-LIMIT, LIMIT)
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ const POSITIVE: SegmentCall = SegmentCall::Positive;
 const NEGATIVE: SegmentCall = SegmentCall::Negative;
 const HIGH_EU: SegmentCall = SegmentCall::Indeterminate(IndeterminateReason::HighEpistemicUncertainty);
 const FLAT: SegmentCall = SegmentCall::Indeterminate(IndeterminateReason::ReferenceWithoutSpread);
+const TOO_FEW: SegmentCall = SegmentCall::Indeterminate(IndeterminateReason::TooFewReferenceValues);
 
 #[test]
 fn z_of_a_false_positive_rate() {
@@ -42,13 +43,15 @@ fn cohort_calls_per_level() {
     // positive against a reference that does not vary).
     assert_eq!(decisions[3].segments[2].threshold, None);
     assert_eq!(decisions[3].segments[2].z, None);
-    close(decisions[0].segments[2].threshold.unwrap(), 0.012368970303949681, Z_TOLERANCE);
+    // The others' C4/C5 are 0 but for sub-04's 0.030: one score above 0 is too few to give the
+    // scores above 0 a centre and spread (reference_null.rs), so no threshold.
+    assert_eq!((decisions[0].segments[2].threshold, decisions[0].segments[2].z), (None, None));
     close(decisions[0].segments[0].eu_limit.unwrap(), 0.0015447799999999993, 1e-12);
 
-    assert_eq!(calls_of(&decisions[0]), vec![NEGATIVE, NEGATIVE, NEGATIVE]);
-    assert_eq!(calls_of(&decisions[2]), vec![NEGATIVE, POSITIVE, NEGATIVE]);
+    assert_eq!(calls_of(&decisions[0]), vec![NEGATIVE, NEGATIVE, TOO_FEW]);
+    assert_eq!(calls_of(&decisions[2]), vec![NEGATIVE, POSITIVE, TOO_FEW]);
     assert_eq!(calls_of(&decisions[3]), vec![HIGH_EU, NEGATIVE, FLAT]);
-    assert_eq!(calls_of(&decisions[4]), vec![NEGATIVE, SegmentCall::OutOfFieldOfView, NEGATIVE]);
+    assert_eq!(calls_of(&decisions[4]), vec![NEGATIVE, SegmentCall::OutOfFieldOfView, TOO_FEW]);
     assert!(decisions.iter().all(|d| d.segments[3..].iter().all(|s| s.call == SegmentCall::OutOfFieldOfView)));
     let patients: Vec<PatientCall> = decisions.iter().map(|d| d.patient_call).collect();
     use PatientCall::{Negative as N, Positive as P};
@@ -61,13 +64,16 @@ fn cohort_calls_pooled_over_levels() {
     let cohort = cohort_fixture();
     let config = CallConfig { min_reference_values: 3, pooling: LevelPooling::Pooled, ..legacy() };
     let decisions = call_cohort(&cohort, &config).unwrap();
+    // Four or five of the 14 or 15 reference scores are 0 (the C4/C5 column): the threshold is
+    // the scores above 0's median + Φ⁻¹(1 - 0.05 / share above 0) x spread (scipy, the Python
+    // transcription of reference_null.rs).
     let expected = [
-        0.03810592986684165,
-        0.03760592986684165,
-        0.03200927989854602,
-        0.03244793988586427,
-        0.033947939885864274,
-        0.03810592986684165,
+        0.03381605444864907,
+        0.03919207000540595,
+        0.031628046670270624,
+        0.02142222995240455,
+        0.03666630627804324,
+        0.035410058337838286,
     ];
     for (decision, expected) in decisions.iter().zip(expected) {
         for segment in &decision.segments[..3] {
@@ -75,9 +81,12 @@ fn cohort_calls_pooled_over_levels() {
         }
     }
     assert_eq!(calls_of(&decisions[2]), vec![NEGATIVE, POSITIVE, NEGATIVE]);
-    assert_eq!(calls_of(&decisions[3]), vec![HIGH_EU, NEGATIVE, NEGATIVE]);
-    // Indeterminate segments do not make a patient positive.
-    assert_eq!((decisions[3].patient_call, decisions[3].indeterminate_segments), (PatientCall::Negative, 1));
+    // sub-04's C4/C5 (0.030) stands out from the others' scores above 0 (median 0.013, spread
+    // 0.0059); counted among them, the zeros had widened the spread and hidden it.
+    assert_eq!(calls_of(&decisions[3]), vec![HIGH_EU, NEGATIVE, POSITIVE]);
+    assert_eq!((decisions[3].patient_call, decisions[3].indeterminate_segments), (PatientCall::Positive, 1));
+    // A score of 0 sits in the middle of the reference's point mass: z = Φ⁻¹(share of zeros / 2).
+    close(decisions[0].segments[2].z.unwrap(), inverse_normal_cdf(4.0 / 14.0 / 2.0).unwrap(), 1e-12);
 }
 
 #[test]
@@ -102,11 +111,12 @@ fn the_cord_outside_the_levels_is_called_on_the_levels_scale_when_pooled() {
     assert_eq!((above.call, decisions[0].patient_call), (POSITIVE, PatientCall::Positive));
     assert_eq!(decisions[0].patient_z, above.z);
 
-    // Pooled: against every level of the others (14 scores, median 0.0125, MAD 0.0105).
+    // Pooled: against every level of the others (14 scores, 4 of them 0; the 10 above 0 have
+    // median 0.0185 and MAD 0.007): z = Φ⁻¹(1 - 10/14 x (1 - Φ((0.025 - 0.0185) / (1.4826 x 0.007)))).
     let pooled = CallConfig { pooling: LevelPooling::Pooled, ..per_level };
     let decisions = call_cohort(&cohort, &pooled).unwrap();
     let above = &decisions[0].outside_levels[0];
-    close(above.z.unwrap(), (0.025 - 0.0125) / (MAD_TO_SD * 0.0105), 1e-9);
+    close(above.z.unwrap(), 0.879068538945, 1e-8);
     close(above.threshold.unwrap(), decisions[0].segments[0].threshold.unwrap(), 1e-15);
     assert_eq!((above.call, decisions[0].patient_call), (NEGATIVE, PatientCall::Negative));
 }
@@ -124,8 +134,9 @@ fn a_reference_that_does_not_vary_calibrates_nothing() {
     let decisions = call_cohort(&cohort, &config).unwrap();
     let above = &decisions[0].outside_levels[0];
     assert_eq!((above.call, above.threshold, above.z), (FLAT, None, None));
-    // The others' own region is calibrated against sub-01's 0.02 and theirs (they vary).
-    assert!(decisions[1].outside_levels[0].threshold.is_some());
+    // The others' own region: four references, one of them above 0 (sub-01's 0.02), too few to
+    // give the scores above 0 a scale.
+    assert_eq!((decisions[1].outside_levels[0].call, decisions[1].outside_levels[0].threshold), (TOO_FEW, None));
     assert_eq!(decisions[0].patient_call, PatientCall::Negative, "its levels are calibrated and negative");
 }
 

@@ -74,12 +74,29 @@
 //! reported beside the score: it puts every level on one scale (the patient's z is its largest).
 //! When MAD(R) = 0 (more than half the reference scores equal), the spread is 1.2533 x
 //! mean(|R - median(R)|) instead (the same normal-consistent estimate of the standard deviation);
-//! when that is 0 too, the threshold is the median. A fixed threshold, learnt on a labelled set,
+//! when that is 0 too, the level is indeterminate (`reference_without_spread`).
+//!
+//! **Scores of exactly 0** (a level without a single voxel above its expected signal) are a point
+//! mass, not the low end of a normal: with a cord mask one voxel small, 70 of 160 level scores of
+//! the leave-host-out benchmark were 0, the MAD of such a reference shrinks, and a modest score
+//! became z = 6 (10 of 27 lesion-free patients called). When R holds zeros, their share p0 is
+//! counted, the median and MAD are those of the scores above 0 (R+), and
+//!
+//! ```text
+//! z(score > 0) = Φ⁻¹(1 - (1 - p0) x (1 - Φ((score - median(R+)) / (1.4826 x MAD(R+)))))
+//! z(0)         = Φ⁻¹(p0 / 2)                               (the middle of the point mass)
+//! threshold    = max(0, median(R+) + Φ⁻¹(1 - rate / (m (1 - p0))) x 1.4826 x MAD(R+))
+//! ```
+//!
+//! so z is still the normal quantile of the score's tail probability under the reference and
+//! meets z* at the threshold (`reference_null.rs`). With no zero in R this is the formula above,
+//! to the bit. R+ needs the minimum number of reference scores (10 by default); with fewer the level is
+//! indeterminate (`too_few_reference_values`). A fixed threshold, learnt on a labelled set,
 //! can replace the calibration ([`Threshold::Fixed`]). Φ⁻¹ is Acklam's rational approximation
 //! ([`inverse_normal_cdf`], relative error < 1.2e-9).
 //!
-//! With [`ReferenceScores::Negative`] (default), median(R) and MAD(R) are then computed once more
-//! on the scores of R at or below the threshold they give ([`robust_centre_spread_below`], with
+//! With [`ReferenceScores::Negative`] (default), median(R) and MAD(R) (of R+ when R holds zeros)
+//! are then computed once more on the scores of R at or below the threshold they give ([`robust_centre_spread_below`], with
 //! z* but at least 2): other patients' lesions are all on the high side of R, and left in they
 //! raise the median and widen the MAD, so every threshold (on the leave-host-out benchmark, 44 of
 //! 160 levels carried a lesion and the calls found under half of them with no false level;
@@ -125,7 +142,8 @@
 //! The statistics (percentiles, median, MAD, robust centre and spread, Φ⁻¹) are [`crate::stats`]
 //! and the plane geometry (the plane shape, 3 x 3 erosion, 8-connected labels, smoothing)
 //! [`crate::plane`], both re-exported here; `candidates.rs`: section 1; `curve.rs`:
-//! section 2; `segments.rs`: section 3; `calls.rs`: section 4 (its tests in `calls_tests.rs`); `level_table.rs`: the per-level
+//! section 2; `segments.rs`: section 3; `calls.rs`: section 4 (its tests in `calls_tests.rs`; the
+//! reference's model with its zeros in `reference_null.rs`); `level_table.rs`: the per-level
 //! CSV rows; `outside.rs`: the cord outside the levels ([`OutsideRegion`], [`OutsideScore`]).
 //! Every public item is re-exported here: `u2ad_core::scoring::X` is the path to use.
 
@@ -134,6 +152,7 @@ mod candidates;
 mod curve;
 mod level_table;
 mod outside;
+mod reference_null;
 mod segments;
 #[cfg(test)]
 mod test_fixtures;

@@ -123,7 +123,7 @@ fn dataset() -> PreparedDataset {
 }
 
 fn run(dir: &Path, resume: bool) -> RunOptions {
-    RunOptions { dir: dir.to_path_buf(), dataset_hash: "synthetic".into(), resume }
+    RunOptions::new(dir.to_path_buf(), "synthetic".into(), resume)
 }
 
 fn weights(model: &u2ad_model::MaskedAutoencoder<B>) -> Vec<Vec<f32>> {
@@ -161,14 +161,17 @@ fn samples_with_too_small_an_roi_are_left_out() {
 struct Recorder {
     epochs: Vec<EpochRecord>,
     steps: usize,
+    /// (epoch, step, loss) of every step, as reported.
+    step_losses: Vec<(usize, usize, f64)>,
     checkpoints: Vec<PathBuf>,
     copy_at: Option<(usize, PathBuf)>,
 }
 
 impl TrainingObserver for Recorder {
-    fn step_finished(&mut self, _epoch: usize, _step: usize, loss: f64) {
+    fn step_finished(&mut self, epoch: usize, step: usize, loss: f64) {
         assert!(loss.is_finite() && loss > 0.0);
         self.steps += 1;
+        self.step_losses.push((epoch, step, loss));
     }
     fn epoch_finished(&mut self, record: &EpochRecord) {
         self.epochs.push(record.clone());
@@ -308,4 +311,35 @@ fn the_shipped_configurations_parse() {
     let paper = TrainingConfig::default();
     assert_eq!((demo.optimizer.learning_rate, demo.optimizer.beta_1, demo.optimizer.beta_2), (3e-3, 0.9, 0.95));
     assert_eq!((demo.loss.clone(), demo.augmentation.clone()), (paper.loss, paper.augmentation));
+}
+
+#[test]
+fn losses_read_every_few_steps_are_the_losses_of_every_step() {
+    // Batches of 1: 4 steps an epoch, read one by one, every 3 steps (3 + 1) or every 16 (at the
+    // epoch's end): the same steps, losses, records and weights.
+    let mut config = tiny_config();
+    config.training.batch_size = 1;
+    config.pretraining.epochs = 2;
+    let set = TrainingSet::new(&dataset(), &config).unwrap();
+    let runs: Vec<(Recorder, Vec<Vec<f32>>, Vec<EpochRecord>)> = [1, 3, 16]
+        .into_iter()
+        .map(|every| {
+            let dir = tempfile::tempdir().unwrap();
+            let mut rec = Recorder::default();
+            let options = RunOptions { loss_readout_steps: every, ..run(dir.path(), false) };
+            let outcome = pretrain::<B>(&set, &config, &options, &mut rec, &Default::default()).unwrap();
+            (rec, weights(&outcome.model), outcome.history.epochs)
+        })
+        .collect();
+    let (one, weights_one, epochs_one) = &runs[0];
+    let order: Vec<(usize, usize)> = one.step_losses.iter().map(|&(e, s, _)| (e, s)).collect();
+    assert_eq!(order, vec![(0, 0), (0, 1), (0, 2), (0, 3), (1, 0), (1, 1), (1, 2), (1, 3)]);
+    let first_epoch: f64 = one.step_losses[..4].iter().map(|s| s.2).sum::<f64>() / 4.0;
+    assert_eq!(epochs_one[0].loss, first_epoch, "the epoch's loss is its steps' mean");
+    for (rec, weights, epochs) in &runs[1..] {
+        assert_eq!(rec.step_losses, one.step_losses);
+        assert_eq!(weights, weights_one);
+        let losses = |e: &[EpochRecord]| e.iter().map(|r| (r.loss, r.image_mse, r.edge_mse)).collect::<Vec<_>>();
+        assert_eq!(losses(epochs), losses(epochs_one));
+    }
 }

@@ -114,7 +114,7 @@ fn run_on<B: AutodiffBackend>(args: AdaptArgs, context: &Context, device: &B::De
             config.adaptation.refresh_every
         );
     }
-    let run = u2ad_model::train::RunOptions { dir: args.out.clone(), dataset_hash: data.hash.clone(), resume: args.training.resume };
+    let run = u2ad_model::train::RunOptions::new(args.out.clone(), data.hash.clone(), args.training.resume);
     let mut observer = common::ProgressObserver::new("adapt", context.quiet, config_file);
     let outcome = u2ad_model::adapt::<B>(pretrained, pretrained_epochs.unwrap_or(0), &data.set, &config, &run, &mut observer, device);
     observer.finish();

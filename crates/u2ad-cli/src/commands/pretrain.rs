@@ -75,7 +75,7 @@ fn run_on<B: AutodiffBackend>(args: PretrainArgs, context: &Context, device: &B:
             config.pretraining.epochs
         );
     }
-    let run = u2ad_model::train::RunOptions { dir: args.out.clone(), dataset_hash: data.hash.clone(), resume: args.training.resume };
+    let run = u2ad_model::train::RunOptions::new(args.out.clone(), data.hash.clone(), args.training.resume);
     let mut observer = common::ProgressObserver::new("pretrain", context.quiet, config_file);
     let outcome = u2ad_model::pretrain::<B>(&data.set, &config, &run, &mut observer, device);
     observer.finish();

@@ -7,7 +7,7 @@ use std::time::Instant;
 use burn::module::AutodiffModule;
 use burn::optim::{GradientsParams, Optimizer};
 use burn::tensor::backend::AutodiffBackend;
-use burn::tensor::{ElementConversion, Tensor, TensorData};
+use burn::tensor::{Tensor, TensorData};
 use rand::seq::SliceRandom;
 
 use super::refresh::refresh_maps;
@@ -22,6 +22,41 @@ use crate::mae::MaskedAutoencoder;
 use crate::masking::{mask_patches, MaskingInput};
 use crate::records::EpochRecord;
 use crate::schedule::{stream_rng, RandomStream};
+
+/// An epoch's losses: the steps not yet read ([`RunOptions::loss_readout_steps`]), and the sums of
+/// those read.
+struct LossTally<B: burn::tensor::backend::Backend> {
+    /// Each pending step's [total, image, edge] losses, on the device.
+    pending: Vec<Tensor<B, 1>>,
+    /// Sums of the read steps' total, image and edge losses, added in step order.
+    sums: [f64; 3],
+    /// The 0-based step of the first pending one.
+    next_step: usize,
+}
+
+impl<B: burn::tensor::backend::Backend> Default for LossTally<B> {
+    fn default() -> Self {
+        LossTally { pending: Vec::new(), sums: [0.0; 3], next_step: 0 }
+    }
+}
+
+impl<B: burn::tensor::backend::Backend> LossTally<B> {
+    /// Reads the pending steps in one transfer, adds them up and reports each to `observer`.
+    fn read(&mut self, epoch: usize, observer: &mut dyn TrainingObserver) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let values: Vec<f32> =
+            Tensor::cat(std::mem::take(&mut self.pending), 0).into_data().convert::<f32>().to_vec().expect("f32 losses");
+        for step in values.chunks_exact(3) {
+            for (sum, &value) in self.sums.iter_mut().zip(step) {
+                *sum += f64::from(value);
+            }
+            observer.step_finished(epoch, self.next_step, f64::from(step[0]));
+            self.next_step += 1;
+        }
+    }
+}
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
     move |source| TrainError::Io { path: path.display().to_string(), source }
@@ -69,9 +104,9 @@ pub fn train<B: AutodiffBackend>(
         let mut rng = stream_rng(config.seed, RandomStream::Epoch, epoch);
         let mut order: Vec<usize> = (0..set.len()).collect();
         order.shuffle(&mut rng);
-        let (mut loss_sum, mut image_sum, mut edge_sum) = (0f64, 0f64, 0f64);
+        let mut losses = LossTally::<B::InnerBackend>::default();
         let guiding = if plan.maps_drive_masking { maps.as_ref() } else { None };
-        for (step, batch) in order.chunks(config.training.batch_size).enumerate() {
+        for batch in order.chunks(config.training.batch_size) {
             let mut pixels = Vec::with_capacity(batch.len() * set.pixels());
             for &k in batch {
                 pixels.extend(augment(set.image(k), &config.augmentation, &mut rng));
@@ -91,14 +126,16 @@ pub fn train<B: AutodiffBackend>(
             let roi = Tensor::<B, 4>::from_data(TensorData::new(roi, [n, 1, side, side]), device);
             let reconstruction = model.forward(images.clone(), &masks);
             let terms = crate::loss::reconstruction_loss(&reconstruction, images, roi, &masks, &loss_config);
-            let loss: f64 = terms.total.clone().into_scalar().elem();
-            image_sum += terms.image.clone().into_scalar().elem::<f64>();
-            edge_sum += terms.edge.clone().into_scalar().elem::<f64>();
-            loss_sum += loss;
+            // The three terms stay on the device (without their graph) until the readout.
+            losses.pending.push(Tensor::cat(vec![terms.total.clone().inner(), terms.image.inner(), terms.edge.inner()], 0));
             let grads = GradientsParams::from_grads(terms.total.backward(), &model);
             model = optim.step(lr, model, grads);
-            observer.step_finished(epoch, step, loss);
+            if losses.pending.len() >= run.loss_readout_steps.max(1) {
+                losses.read(epoch, observer);
+            }
         }
+        losses.read(epoch, observer);
+        let [loss_sum, image_sum, edge_sum] = losses.sums;
         let record = EpochRecord {
             epoch: epoch + 1,
             stage: stage.stage,

@@ -85,6 +85,22 @@ pub struct RunOptions {
     pub dataset_hash: String,
     /// Continue from the latest checkpoint in `dir`.
     pub resume: bool,
+    /// Read the losses from the device every this many steps (and at each epoch's end), not every
+    /// step ([`DEFAULT_LOSS_READOUT_STEPS`]): each read waits for the device, and in between the
+    /// host prepares the next batches while a GPU works. It changes no value (the losses and their
+    /// sums are the same), only when the progress display hears of a step.
+    pub loss_readout_steps: usize,
+}
+
+/// How often the losses are read by default ([`RunOptions::loss_readout_steps`]).
+pub const DEFAULT_LOSS_READOUT_STEPS: usize = 16;
+
+impl RunOptions {
+    /// A run in `dir` on a dataset of hash `dataset_hash`, losses read every
+    /// [`DEFAULT_LOSS_READOUT_STEPS`] steps.
+    pub fn new(dir: PathBuf, dataset_hash: String, resume: bool) -> Self {
+        RunOptions { dir, dataset_hash, resume, loss_readout_steps: DEFAULT_LOSS_READOUT_STEPS }
+    }
 }
 
 /// Hooks for progress display; every method does nothing by default.

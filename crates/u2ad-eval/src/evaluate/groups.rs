@@ -65,6 +65,9 @@ pub struct EvaluationSettings {
     pub length_edges_mm: Vec<f64>,
     /// Bin edges of the subject's lesion volume, in voxels of the truth mask inside the cord.
     pub size_edges_voxels: Vec<f64>,
+    /// The contrast range of issue 15's targets (1.3-2x): one more group holds the subjects whose
+    /// every lesion lies in it, with the lesion-free ones ("every lesion at 1.3-2x").
+    pub target_contrast: (f64, f64),
 }
 
 impl Default for EvaluationSettings {
@@ -74,6 +77,7 @@ impl Default for EvaluationSettings {
             contrast_edges: vec![1.3, 1.6, 2.0, 3.0],
             length_edges_mm: vec![3.0, 6.0, 10.0, 15.0],
             size_edges_voxels: vec![15.0, 30.0, 60.0, 120.0],
+            target_contrast: (1.3, 2.0),
         }
     }
 }
@@ -141,13 +145,16 @@ pub fn group_metrics(group: &str, results: &[&SubjectResult], bootstrap: &Bootst
     }
 }
 
+/// A bin edge as the labels write it: one decimal, none for a whole number ("1.3", "2").
+fn fmt_edge(v: f64) -> String {
+    let text = format!("{v:.1}");
+    text.strip_suffix(".0").map(str::to_string).unwrap_or(text)
+}
+
 /// The bin of `value` among `edges` (ascending): "a-b" for a ≤ value < b (the last bin closed),
 /// "<a" below the first edge, ">b" above the last.
 pub fn bin_label(value: f64, edges: &[f64]) -> String {
-    let fmt = |v: f64| {
-        let text = format!("{v:.1}");
-        text.strip_suffix(".0").map(str::to_string).unwrap_or(text)
-    };
+    let fmt = fmt_edge;
     let (Some(&first), Some(&last)) = (edges.first(), edges.last()) else { return "all".to_string() };
     if value < first {
         return format!("<{}", fmt(first));
@@ -169,6 +176,14 @@ pub fn evaluate_groups(results: &[SubjectResult], settings: &EvaluationSettings)
     let all: Vec<&SubjectResult> = results.iter().collect();
     let mut groups = vec![group_metrics("all", &all, &settings.bootstrap)];
     let lesion_free: Vec<&SubjectResult> = results.iter().filter(|r| !r.has_lesion()).collect();
+    // The targets' range: unlike a contrast bin, a subject with a lesion outside it is left out
+    // whole, so no fainter or brighter lesion of it counts. Only when it differs from "all".
+    let (low, high) = settings.target_contrast;
+    let in_range = |l: &LesionRecord| l.contrast.is_some_and(|c| c >= low && c <= high);
+    let targeted: Vec<&SubjectResult> = results.iter().filter(|r| r.lesions.iter().all(in_range)).collect();
+    if targeted.len() < results.len() && targeted.iter().any(|r| r.has_lesion()) {
+        groups.push(group_metrics(&format!("every lesion at {}-{}x", fmt_edge(low), fmt_edge(high)), &targeted, &settings.bootstrap));
+    }
     let breakdown = |name: &str, unit: &str, edges: &[f64], value: &dyn Fn(&LesionRecord) -> Option<f64>| {
         // Bins in ascending order of their lower value.
         let mut bins: BTreeMap<(i64, String), Vec<&SubjectResult>> = BTreeMap::new();
@@ -255,7 +270,10 @@ mod tests {
         ];
         let groups = evaluate_groups(&results, &EvaluationSettings { bootstrap: BootstrapConfig { resamples: 50, ..Default::default() }, ..Default::default() });
         let names: Vec<&str> = groups.iter().map(|g| g.group.as_str()).collect();
-        assert_eq!(names, ["all", "contrast 1.3-1.6", "contrast 2-3", "length 3-6 mm", "size <15 voxels", "lesion inside the cord"]);
+        assert_eq!(
+            names,
+            ["all", "every lesion at 1.3-2x", "contrast 1.3-1.6", "contrast 2-3", "length 3-6 mm", "size <15 voxels", "lesion inside the cord"]
+        );
         let all = &groups[0];
         assert_eq!((all.subjects, all.lesion_subjects), (3, 2));
         let s = &all.segment;
@@ -273,8 +291,12 @@ mod tests {
         assert_eq!(all.pixel.dice_candidates, Some(0.4));
         // Each lesion subject alone: AP = (0.5 x 1) + (0.5 x 2/3) = 5/6.
         assert!((all.pixel.mean_subject_auprc.unwrap() - 5.0 / 6.0).abs() < 1e-12);
+        // The targets' range (1.3-2x): sub-1 (1.5x) and the lesion-free sub-3, not sub-2 (2.5x).
+        let targeted = &groups[1];
+        assert_eq!((targeted.subjects, targeted.lesion_subjects), (2, 1));
+        assert_eq!(targeted.patient.summary.recall.value, Some(1.0));
         // The high-contrast bin: sub-2 and the lesion-free sub-3; nothing found.
-        let high = &groups[2];
+        let high = &groups[3];
         assert_eq!((high.subjects, high.lesion_subjects), (2, 1));
         assert_eq!(high.patient.summary.recall.value, Some(0.0));
         assert_eq!(high.segment.summary.f1.value, Some(0.0));

@@ -30,7 +30,7 @@ pub enum ReferenceScores {
     /// Every reference score, other patients' lesions included.
     All,
     /// The reference scores the same rule would call negative
-    /// ([`super::stats::robust_centre_spread_below`] at the subject's z threshold): the other
+    /// ([`crate::stats::robust_centre_spread_below`] at the subject's z threshold): the other
     /// patients' lesions no longer raise the threshold. The cord outside the levels is still
     /// calibrated on every score (module docs, section 4).
     #[default]

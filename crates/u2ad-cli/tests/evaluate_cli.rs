@@ -116,7 +116,11 @@ fn the_intensity_baseline_finds_bright_synthetic_lesions() {
     let oracle = metrics.iter().find(|r| r["metric"] == "best_dice_oracle").unwrap();
     assert!(oracle["note"].starts_with("ORACLE"));
     let groups: std::collections::BTreeSet<&str> = metrics.iter().map(|r| r["group"].as_str()).collect();
-    assert_eq!(groups.into_iter().collect::<Vec<_>>(), ["all", "contrast 1.6-2", "contrast 2-3", "length 10-15 mm", "lesion inside the cord", "size 60-120 voxels"]);
+    // "every lesion at 1.3-2x": the subjects without the 2-3x lesion (issue 15's target range).
+    assert_eq!(
+        groups.into_iter().collect::<Vec<_>>(),
+        ["all", "contrast 1.6-2", "contrast 2-3", "every lesion at 1.3-2x", "length 10-15 mm", "lesion inside the cord", "size 60-120 voxels"]
+    );
     let sidecar: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(evaluation.join("evaluation.json")).unwrap()).unwrap();
     assert_eq!(sidecar["GeneratedBy"][0]["Name"], "u2ad");
 }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use ndarray::{Array3, Axis};
 use u2ad_core::anatomy::{
-    connected_components_2d, cord_mask, csf_mask, derive_csf, dice, dilate_2d, dilate_3d, dilate_ball_mm, erode_2d,
+    connected_components_2d, cord_mask, csf_mask, derive_csf, derive_csf_with, dice, CsfDerivation, dilate_2d, dilate_3d, dilate_ball_mm, erode_2d,
     erode_3d, load_cord_mask, load_csf_mask, Centreline, Neighbourhood2d, Neighbourhood3d,
 };
 use u2ad_core::levels::{
@@ -157,6 +157,33 @@ fn derived_csf_against_the_template_csf_of_errsm30() {
     let s = subject("errsm11");
     let image = s.image.reorientation().to_canonical(s.image.data.view());
     assert_eq!(count(derive_csf(image, s.cord.view(), s.spacing_mm)), 21845);
+}
+
+#[test]
+fn the_roi_csf_reaches_as_far_with_a_cord_mask_one_voxel_small() {
+    // sub-errsm11 (whole neck, no CSF mask: prepare derives it). With the cord mask eroded by one
+    // voxel, the default ring stops one voxel short of the CSF the mask as given reaches; the
+    // ring of prepare's ROI (CsfDerivation::MASK_TOLERANT) starts from the cord's dark surface
+    // and reaches nearly all of it again, without growing a mask one voxel too large.
+    let s = subject("errsm11");
+    let image = s.image.reorientation().to_canonical(s.image.data.view());
+    let given = derive_csf(image, s.cord.view(), s.spacing_mm);
+    let small = erode_3d(s.cord.view(), Neighbourhood3d::Cross, 1);
+    let large = dilate_3d(s.cord.view(), Neighbourhood3d::Cross, 1);
+    let reached = |csf: &ndarray::Array3<bool>| count(ndarray::Zip::from(csf).and(&given).map_collect(|&c, &g| c && g));
+    let plain = derive_csf(image, small.view(), s.spacing_mm);
+    let tolerant = derive_csf_with(image, small.view(), s.spacing_mm, &CsfDerivation::MASK_TOLERANT);
+    let (n_given, n_plain, n_tolerant) = (count(given.iter().copied()), reached(&plain), reached(&tolerant));
+    // Of the 21845 CSF voxels the mask as given reaches, the small mask's plain ring reaches 76 %,
+    // the tolerant ring 88 %.
+    assert_eq!((n_given, n_plain, n_tolerant), (21845, 16506, 19265), "given / plain / tolerant");
+    // With the mask as given the tolerant ring adds 1.6 % (where the cord borders dark tissue, not
+    // CSF); with a mask one voxel large, whose shell is mostly bright CSF, 0.6 %.
+    let as_given = derive_csf_with(image, s.cord.view(), s.spacing_mm, &CsfDerivation::MASK_TOLERANT);
+    let large_plain = derive_csf(image, large.view(), s.spacing_mm);
+    let large_tolerant = derive_csf_with(image, large.view(), s.spacing_mm, &CsfDerivation::MASK_TOLERANT);
+    let counts = (count(as_given.iter().copied()), count(large_plain.iter().copied()), count(large_tolerant.iter().copied()));
+    assert_eq!(counts, (22201, 20496, 20615), "as given tolerant / large plain / large tolerant");
 }
 
 // ---------------------------------------------------------------------------------------------

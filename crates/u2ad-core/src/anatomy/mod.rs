@@ -11,7 +11,9 @@
 //!   (read, check the grid against the image, reorient), [`binarize`];
 //! - derived CSF when no CSF mask is given: [`derive_csf`] / [`derive_csf_with`]
 //!   ([`CsfDerivation`]: a ring of `ring_mm` around the cord, kept where the T2 signal is
-//!   brighter than `min_signal_ratio` x the cord's median signal);
+//!   brighter than `min_signal_ratio` x the cord's median signal; `prepare`'s ROI uses
+//!   [`CsfDerivation::MASK_TOLERANT`], whose ring starts from the cord's dark surface one voxel
+//!   beyond the mask, so a mask one voxel small does not shrink the region the model masks);
 //! - overlap: [`dice`];
 //! - morphology on 2-D masks ([`dilate_2d`], [`erode_2d`] with a 3 x 3 [`Neighbourhood2d`],
 //!   [`connected_components_2d`]: 8-connected, with sizes) and 3-D masks ([`dilate_3d`],

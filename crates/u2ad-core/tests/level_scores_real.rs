@@ -57,10 +57,12 @@ fn excluding_csf_partial_volume_removes_errsm21s_bright_spot_at_c5c6() {
     // Eroding one more native voxel laterally is not enough: the CSF reaches deeper.
     assert!((at(&eroded, DiscLevel::C5C6) - 3.356).abs() < 0.01, "{eroded:?}");
     // Leaving out what is as bright as CSF and connected to it brings C5/C6 (1.89) among the
-    // other levels (1.81 to 2.24), and C7/T1 (3.55, the same problem) down to 1.97.
+    // other levels (1.79 to 2.24), and C7/T1 (3.55, the same problem) down to 1.97. (C6/C7 went
+    // from 1.81 to 1.79 when the ROI's derived CSF started tolerating a small mask: the CSF
+    // signal that sets the partial-volume threshold is the ROI's.)
     assert!((at(&excluded, DiscLevel::C5C6) - 1.886).abs() < 0.01, "{excluded:?}");
     assert!((at(&excluded, DiscLevel::C7T1) - 1.974).abs() < 0.01, "{excluded:?}");
-    assert!(excluded.iter().all(|(_, v)| (1.8..2.25).contains(v)), "{excluded:?}");
+    assert!(excluded.iter().all(|(_, v)| (1.75..2.25).contains(v)), "{excluded:?}");
 }
 
 /// The depth from which U2AD scores the cord, measured on the scan: below the shells of the cord

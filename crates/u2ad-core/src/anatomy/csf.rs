@@ -30,11 +30,14 @@ pub struct CsfDerivation {
 
 impl Default for CsfDerivation {
     fn default() -> Self {
-        CsfDerivation { ring_mm: 4.0, min_signal_ratio: 1.2, surface_voxels: 0 }
+        CsfDerivation::ANATOMICAL
     }
 }
 
 impl CsfDerivation {
+    /// The anatomical ring (the default, and what `synth` measures the CSF signal on).
+    pub const ANATOMICAL: CsfDerivation = CsfDerivation { ring_mm: 4.0, min_signal_ratio: 1.2, surface_voxels: 0 };
+
     /// The CSF of the region the model masks (`prepare`'s ROI): the default ring, measured from a
     /// cord surface one voxel more tolerant. Automatic and manual cord masks differ by about one
     /// voxel; with a mask one voxel small the default ring stops one voxel short of the CSF the
@@ -43,7 +46,7 @@ impl CsfDerivation {
     /// cost 0.16 of segment AUROC on one model (BENCHMARKS.md). A mask one voxel large, whose
     /// outer shell is bright CSF, does not grow; with the masks as given the region barely moves
     /// (IoU 0.996 on the benchmark's samples).
-    pub const MASK_TOLERANT: CsfDerivation = CsfDerivation { ring_mm: 4.0, min_signal_ratio: 1.2, surface_voxels: 1 };
+    pub const MASK_TOLERANT: CsfDerivation = CsfDerivation { surface_voxels: 1, ..CsfDerivation::ANATOMICAL };
 }
 
 /// numpy's `median` of f32 values, in f64: (a + b) / 2 of the two middle values for an even
@@ -90,14 +93,17 @@ pub fn derive_csf_with(
         return Array3::from_elem(cord_canonical.dim(), false);
     };
     let threshold = params.min_signal_ratio * cord_median;
-    let mut surface = cord_canonical.to_owned();
+    // The cord's surface as the image shows it: a copy only when it grows.
+    let mut surface: Option<Array3<bool>> = None;
     for _ in 0..params.surface_voxels {
-        let grown = dilate_3d(surface.view(), Neighbourhood3d::Cross, 1);
-        Zip::from(&mut surface).and(&grown).and(&image_canonical).for_each(|s, &g, &v| {
-            *s = *s || (g && (v as f64) <= threshold);
+        let current = surface.as_ref().map_or(cord_canonical, |s| s.view());
+        let mut grown = dilate_3d(current, Neighbourhood3d::Cross, 1);
+        Zip::from(&mut grown).and(&current).and(&image_canonical).for_each(|g, &c, &v| {
+            *g = c || (*g && (v as f64) <= threshold);
         });
+        surface = Some(grown);
     }
-    let mut ring = dilate_ball_mm(surface.view(), spacing_mm, params.ring_mm);
+    let mut ring = dilate_ball_mm(surface.as_ref().map_or(cord_canonical, |s| s.view()), spacing_mm, params.ring_mm);
     Zip::from(&mut ring).and(&cord_canonical).and(&image_canonical).for_each(|r, &c, &v| {
         *r = *r && !c && (v as f64) > threshold;
     });

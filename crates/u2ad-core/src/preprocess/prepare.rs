@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use u2ad_io::cohort::SubjectFiles;
 use u2ad_io::volume::{check_sagittal, Volume};
 
-use crate::anatomy::{derive_csf_with, dilate_3d, erode_3d, load_cord_mask, load_csf_mask, Centreline, CsfDerivation, Neighbourhood3d};
+use crate::anatomy::{derive_csf_with, dilate_3d, erode_3d, load_cord_mask, load_csf_mask, Centreline, Neighbourhood3d};
 use crate::dataset::{PreparedSample, SubjectMeta, SAMPLE_SIZE};
 use crate::error::{CoreError, Result};
 use crate::levels::{load_levels_report, DiscLevel, LevelConvention};
@@ -62,8 +62,7 @@ pub fn prepare_subject(files: &SubjectFiles, options: &PrepareOptions) -> Result
     let canonical_image = reorientation.to_canonical(image.data.view());
     let (csf, csf_derived) = match &files.csf_mask {
         Some(path) => (load_csf_mask(path, &image)?, false),
-        // The ROI's CSF, measured from a cord surface tolerant of a mask one voxel small.
-        None => (derive_csf_with(canonical_image, cord.view(), spacing_mm, &CsfDerivation::MASK_TOLERANT), true),
+        None => (derive_csf_with(canonical_image, cord.view(), spacing_mm, &options.preprocess.derived_csf), true),
     };
     let centreline =
         Centreline::from_cord(cord.view(), spacing_mm).ok_or_else(|| CoreError::EmptyMask { path: cord_path.clone() })?;

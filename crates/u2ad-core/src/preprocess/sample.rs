@@ -16,6 +16,7 @@
 use ndarray::{Array2, Array3, ArrayView3, Axis};
 use u2ad_io::volume::Reorientation;
 
+use crate::anatomy::CsfDerivation;
 use crate::dataset::{PreparedSample, SampleMeta, SAMPLE_PIXELS, SAMPLE_SIZE};
 use crate::levels::LevelMap;
 use crate::resample;
@@ -32,6 +33,10 @@ pub struct PreprocessConfig {
     pub roi_dilation_px: usize,
     /// A native sagittal slice is kept when it holds at least this many cord voxels.
     pub min_cord_voxels_per_slice: usize,
+    /// How the CSF of the ROI is derived when no CSF mask is given ([`CsfDerivation::MASK_TOLERANT`]:
+    /// a cord mask one voxel small does not shrink the ROI). Part of the settings that detection's
+    /// reuse of maps and every sidecar record.
+    pub derived_csf: CsfDerivation,
 }
 
 impl Default for PreprocessConfig {
@@ -42,6 +47,7 @@ impl Default for PreprocessConfig {
             clip_high_percentile: 99.8,
             roi_dilation_px: 1,
             min_cord_voxels_per_slice: 1,
+            derived_csf: CsfDerivation::MASK_TOLERANT,
         }
     }
 }

@@ -100,6 +100,7 @@ pub(super) struct CallSummary {
     pub(super) positive: Vec<String>,
     /// "above levels" / "below levels" when the cord there is called positive.
     pub(super) positive_outside: Vec<String>,
+    /// The indeterminate levels, then the cord outside them where it is indeterminate.
     pub(super) indeterminate: Vec<String>,
     pub(super) out_of_fov: Vec<String>,
 }
@@ -115,7 +116,16 @@ impl CallSummary {
                 .filter(|r| r.call == SegmentCall::Positive)
                 .map(|r| r.region.name().to_string())
                 .collect(),
-            indeterminate: levels_merged(decision, |c| matches!(c, SegmentCall::Indeterminate(_))),
+            indeterminate: levels_merged(decision, |c| matches!(c, SegmentCall::Indeterminate(_)))
+                .into_iter()
+                .chain(
+                    decision
+                        .outside_levels
+                        .iter()
+                        .filter(|r| matches!(r.call, SegmentCall::Indeterminate(_)))
+                        .map(|r| r.region.name().to_string()),
+                )
+                .collect(),
             out_of_fov: levels_merged(decision, |c| c == SegmentCall::OutOfFieldOfView),
         }
     }

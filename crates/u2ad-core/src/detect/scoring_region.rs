@@ -44,9 +44,12 @@ pub fn csf_partial_volume(slices: &[StackSlice<'_>], shape: PlaneShape) -> Vec<V
         slices.iter().enumerate().map(|(i, s)| (s.native_slice, i)).collect();
     let mut reached = none();
     let mut queue: Vec<(usize, usize)> = Vec::new();
+    // The fill starts from the CSF itself: voxels outside the cord mask as bright as the CSF's
+    // median. A voxel outside the mask that is only brighter than the midpoint may be the cord's
+    // own edge or a lesion's outer part (a mask one voxel small leaves both outside it).
     for (i, s) in slices.iter().enumerate() {
         for p in 0..shape.pixels() {
-            if s.cord[p] == 0 && s.roi[p] != 0 && bright(i, p) {
+            if s.cord[p] == 0 && s.roi[p] != 0 && f64::from(s.image[p]) >= csf_signal {
                 reached[i][p] = true;
                 queue.push((i, p));
             }
@@ -193,5 +196,35 @@ pub(crate) mod tests {
         let flat = vec![1.0f32; SHAPE.pixels()];
         let slices = [StackSlice { image: &flat, ..slices[0] }];
         assert!(csf_partial_volume(&slices, SHAPE)[0].iter().all(|&o| !o));
+    }
+
+    #[test]
+    fn a_lesion_reaching_past_a_small_mask_is_not_csf() {
+        // A mask one voxel small: the cord's own edge (columns 2 and 7, signal 1.6) lies outside
+        // it, between the mask (columns 3..=6) and the CSF (signal 4). A lesion at 2.6 x the cord
+        // (rows 5..=7, columns 2..=4) reaches past the mask's edge into that band; above the
+        // midpoint of cord and CSF signals, but connected to the CSF only through the cord's
+        // edge, which is not CSF. A CSF-bright voxel of the mask touching the CSF (row 2) is still CSF.
+        let cord: Vec<u8> = (0..SHAPE.pixels()).map(|p| u8::from((3..=6).contains(&(p % SHAPE.cols)))).collect();
+        let roi = vec![1u8; SHAPE.pixels()];
+        let mut image: Vec<f32> = (0..SHAPE.pixels())
+            .map(|p| match p % SHAPE.cols {
+                3..=6 => 1.0,
+                2 | 7 => 1.6,
+                _ => 4.0,
+            })
+            .collect();
+        for row in 5..=7 {
+            for col in 2..=4 {
+                image[row * SHAPE.cols + col] = 2.6;
+            }
+        }
+        image[2 * SHAPE.cols + 6] = 3.5;
+        image[2 * SHAPE.cols + 7] = 4.0;
+        let rows = rows();
+        let slices = [StackSlice { native_slice: 0, cord: &cord, roi: &roi, values: &image, image: &image, row_segment: &rows }];
+        let out = &csf_partial_volume(&slices, SHAPE)[0];
+        let marked: Vec<usize> = (0..SHAPE.pixels()).filter(|&p| out[p]).collect();
+        assert_eq!(marked, vec![2 * SHAPE.cols + 6]);
     }
 }

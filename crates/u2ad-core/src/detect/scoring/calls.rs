@@ -177,7 +177,7 @@ pub struct SubjectDecision {
     pub patient_z: Option<f64>,
     /// The z above which a segment is positive (Bonferroni-corrected for [`FalsePositiveScope::Patient`]).
     pub z_threshold: Option<f64>,
-    /// The cord above and below the levels, called like a segment (without the EU gate).
+    /// The cord above and below the levels, called like a segment (the same EU gate included).
     pub outside_levels: Vec<RegionDecision>,
 }
 
@@ -188,6 +188,9 @@ pub struct RegionDecision {
     pub score: f64,
     pub z: Option<f64>,
     pub threshold: Option<f64>,
+    pub mean_eu: Option<f64>,
+    /// The EU above which the region is indeterminate, as a segment's.
+    pub eu_limit: Option<f64>,
     pub call: SegmentCall,
 }
 
@@ -240,7 +243,6 @@ pub fn call_cohort(cohort: &[SubjectScores], config: &CallConfig) -> Result<Vec<
     }
     let score_of = |s: &SubjectScores, level: DiscLevel| s.segment(level).and_then(SegmentScore::score);
     let eu_of = |s: &SubjectScores, level: DiscLevel| s.segment_mean_eu.get(&level).copied();
-    let enough = |reference: &[f64]| reference.len() >= config.min_reference_values.max(1);
 
     Ok(cohort
         .iter()
@@ -275,25 +277,7 @@ pub fn call_cohort(cohort: &[SubjectScores], config: &CallConfig) -> Result<Vec<
                         (_, None) => (None, None),
                     };
                     let eu_reference = || reference_values(others(), level, config.pooling, eu_of);
-                    let eu_limit = match config.uncertainty_gate {
-                        UncertaintyGate::Off => None,
-                        UncertaintyGate::RobustZ { z } | UncertaintyGate::NearThreshold { z, .. } => {
-                            Some(eu_reference()).filter(|r| enough(r)).and_then(|r| robust_upper_limit(&r, z))
-                        }
-                        UncertaintyGate::Percentile { percent } => {
-                            Some(eu_reference()).filter(|r| enough(r)).and_then(|r| percentile(&r, percent))
-                        }
-                    };
-                    let high_eu = matches!((mean_eu, eu_limit), (Some(eu), Some(limit)) if eu > limit);
-                    let withheld = high_eu
-                        && match config.uncertainty_gate {
-                            // No z (a fixed threshold, or too few references): nothing to be near.
-                            UncertaintyGate::NearThreshold { margin, .. } => match (z, z_threshold) {
-                                (Some(z), Some(cut)) => (z - cut).abs() <= margin,
-                                _ => false,
-                            },
-                            _ => true,
-                        };
+                    let (eu_limit, withheld) = uncertainty_gate(config, mean_eu, eu_reference, z, z_threshold);
                     let call = match score {
                         None => SegmentCall::OutOfFieldOfView,
                         Some(_) if withheld => SegmentCall::Indeterminate(IndeterminateReason::HighEpistemicUncertainty),
@@ -310,6 +294,7 @@ pub fn call_cohort(cohort: &[SubjectScores], config: &CallConfig) -> Result<Vec<
                 .outside_levels
                 .iter()
                 .map(|outside| {
+                    let mean_eu = subject.outside_mean_eu.get(&outside.region).copied();
                     let reference: Vec<f64> = match config.pooling {
                         // One scale for the patient's maximum: the levels' own reference.
                         LevelPooling::Pooled => others().flat_map(|o| DiscLevel::ALL.into_iter().filter_map(move |l| score_of(o, l))).collect(),
@@ -328,7 +313,7 @@ pub fn call_cohort(cohort: &[SubjectScores], config: &CallConfig) -> Result<Vec<
                                 }
                                 NullFit::WithoutSpread => {
                                     let call = SegmentCall::Indeterminate(IndeterminateReason::ReferenceWithoutSpread);
-                                    return RegionDecision { region: outside.region, score: outside.score, z: None, threshold: None, call };
+                                    return RegionDecision { region: outside.region, score: outside.score, z: None, threshold: None, mean_eu, eu_limit: None, call };
                                 }
                                 NullFit::TooFew => None,
                             }
@@ -336,12 +321,19 @@ pub fn call_cohort(cohort: &[SubjectScores], config: &CallConfig) -> Result<Vec<
                         (_, None) => None,
                     };
                     let (threshold, z) = calibrated.unwrap_or((None, None));
+                    // The same EU gate as the levels', on the same reference EU.
+                    let eu_reference = || match config.pooling {
+                        LevelPooling::Pooled => others().flat_map(|o| DiscLevel::ALL.into_iter().filter_map(move |l| eu_of(o, l))).collect(),
+                        LevelPooling::PerLevel => others().filter_map(|o| o.outside_mean_eu.get(&outside.region).copied()).collect(),
+                    };
+                    let (eu_limit, withheld) = uncertainty_gate(config, mean_eu, eu_reference, z, z_threshold);
                     let call = match threshold {
+                        _ if withheld => SegmentCall::Indeterminate(IndeterminateReason::HighEpistemicUncertainty),
                         None => SegmentCall::Indeterminate(IndeterminateReason::TooFewReferenceValues),
                         Some(t) if outside.score > t => SegmentCall::Positive,
                         Some(_) => SegmentCall::Negative,
                     };
-                    RegionDecision { region: outside.region, score: outside.score, z, threshold, call }
+                    RegionDecision { region: outside.region, score: outside.score, z, threshold, mean_eu, eu_limit, call }
                 })
                 .collect();
             let indeterminate_segments =
@@ -371,6 +363,37 @@ pub fn call_cohort(cohort: &[SubjectScores], config: &CallConfig) -> Result<Vec<
             }
         })
         .collect())
+}
+
+/// The EU gate of one region (module docs, section 4): the EU limit from the reference EU, and
+/// whether the call is withheld (EU above the limit, and for [`UncertaintyGate::NearThreshold`]
+/// a z within the margin of the threshold).
+fn uncertainty_gate(
+    config: &CallConfig,
+    mean_eu: Option<f64>,
+    eu_reference: impl Fn() -> Vec<f64>,
+    z: Option<f64>,
+    z_threshold: Option<f64>,
+) -> (Option<f64>, bool) {
+    let enough = |reference: &[f64]| reference.len() >= config.min_reference_values.max(1);
+    let eu_limit = match config.uncertainty_gate {
+        UncertaintyGate::Off => None,
+        UncertaintyGate::RobustZ { z } | UncertaintyGate::NearThreshold { z, .. } => {
+            Some(eu_reference()).filter(|r| enough(r)).and_then(|r| robust_upper_limit(&r, z))
+        }
+        UncertaintyGate::Percentile { percent } => Some(eu_reference()).filter(|r| enough(r)).and_then(|r| percentile(&r, percent)),
+    };
+    let high_eu = matches!((mean_eu, eu_limit), (Some(eu), Some(limit)) if eu > limit);
+    let withheld = high_eu
+        && match config.uncertainty_gate {
+            // No z (a fixed threshold, or too few references): nothing to be near.
+            UncertaintyGate::NearThreshold { margin, .. } => match (z, z_threshold) {
+                (Some(z), Some(cut)) => (z - cut).abs() <= margin,
+                _ => false,
+            },
+            _ => true,
+        };
+    (eu_limit, withheld)
 }
 
 /// A level whose reference scores are all the same: no threshold, no z, `indeterminate`

@@ -122,6 +122,38 @@ fn the_cord_outside_the_levels_is_called_on_the_levels_scale_when_pooled() {
 }
 
 #[test]
+fn the_cord_outside_the_levels_has_the_levels_eu_gate() {
+    use crate::scoring::{OutsideRegion, OutsideScore};
+    let mut cohort = cohort_fixture();
+    for (subject, score) in cohort.iter_mut().zip([0.06, 0.0150, 0.0151, 0.0152, 0.0153, 0.0154]) {
+        subject.outside_levels = vec![OutsideScore { region: OutsideRegion::AboveLevels, score, peak_slice: 0, peak_row_px: 0 }];
+    }
+    // sub-01's upper cord is ten times as uncertain as the most uncertain level of the cohort.
+    let highest_eu = cohort.iter().flat_map(|s| s.segment_mean_eu.values().copied()).fold(0.0, f64::max);
+    cohort[0].outside_mean_eu.insert(OutsideRegion::AboveLevels, 10.0 * highest_eu);
+    let ungated =
+        CallConfig { min_reference_values: 3, pooling: LevelPooling::Pooled, uncertainty_gate: UncertaintyGate::Off, ..CallConfig::default() };
+    let decision = &call_cohort(&cohort, &ungated).unwrap()[0];
+    let above = &decision.outside_levels[0];
+    assert_eq!((above.call, above.mean_eu, above.eu_limit), (POSITIVE, Some(10.0 * highest_eu), None));
+    let over = above.z.unwrap() - decision.z_threshold.unwrap();
+    assert!(over > 0.0);
+    // The levels' gate: withheld when the z is within the margin of the threshold, called when
+    // it is further above; the EU limit is the levels' (every level of the others, pooled).
+    let gate = |margin: f64| CallConfig { uncertainty_gate: UncertaintyGate::NearThreshold { z: 3.0, margin }, ..ungated };
+    let near = &call_cohort(&cohort, &gate(over + 0.01)).unwrap()[0];
+    let limit = near.outside_levels[0].eu_limit.unwrap();
+    assert!(10.0 * highest_eu > limit && limit >= near.segments[0].eu_limit.unwrap() - 1e-15);
+    assert_eq!(near.outside_levels[0].call, HIGH_EU);
+    assert_ne!(near.patient_call, PatientCall::Positive, "its levels are not positive either");
+    let far = &call_cohort(&cohort, &gate(over - 0.01)).unwrap()[0];
+    assert_eq!((far.outside_levels[0].call, far.patient_call), (POSITIVE, PatientCall::Positive));
+    // A region without EU (no EU map) is never withheld.
+    cohort[0].outside_mean_eu.clear();
+    assert_eq!(call_cohort(&cohort, &gate(over + 0.01)).unwrap()[0].outside_levels[0].call, POSITIVE);
+}
+
+#[test]
 fn a_reference_that_does_not_vary_calibrates_nothing() {
     use crate::scoring::{OutsideRegion, OutsideScore};
     let mut cohort = cohort_fixture();

@@ -115,8 +115,13 @@
 //! 4. **positive** when the score is strictly above the threshold, **negative** otherwise.
 //!
 //! The cord in view above the first level and below the last ([`OutsideRegion`])
-//! is called the same way (no EU gate) and counts in m: a lesion there makes the patient positive
-//! without a level of its own. With [`LevelPooling::Pooled`] its reference is the levels' own R
+//! is called the same way, the EU gate included (its mean EU over the eroded cord of its rows
+//! against the same reference EU as the levels'), and counts in m: a lesion there makes the
+//! patient positive without a level of its own. (Without the gate, the upper cord of a host unlike
+//! the training scans, its EU ten times the limit, called every lesion-free copy of that host at z
+//! 3.2-3.5 against z* 2.50 with one adapted model of three on the leave-host-out benchmark: the
+//! gate is the levels' own rule, and a region the model is unsure of is not called on a z near
+//! the threshold.) With [`LevelPooling::Pooled`] its reference is the levels' own R
 //! (every segment of the other groups, none set aside: the cord's ends carry bright spots the
 //! levels do not, such as the truncation line of a thin upper cord; against the levels' reduced
 //! reference the upper cord of one host called all 4 of its lesion-free copies on the benchmark

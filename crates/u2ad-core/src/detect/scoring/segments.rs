@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::curve::{subject_curve, CurveConfig, SliceMaps, SubjectCurve};
 use crate::plane::{PlaneShape, SAMPLE_PIXEL_MM};
 use crate::stats::median;
-use super::outside::OutsideScore;
+use super::outside::{OutsideRegion, OutsideScore};
 use crate::levels::DiscLevel;
 
 /// Settings of [`score_subject`].
@@ -110,6 +110,8 @@ pub struct SubjectScores {
     /// Mean EU over the eroded-cord pixels of each segment's rows in the used samples that have
     /// an EU map (levels without such pixels are absent).
     pub segment_mean_eu: BTreeMap<DiscLevel, f64>,
+    /// The same over the rows of the cord in view above the first and below the last level.
+    pub outside_mean_eu: BTreeMap<OutsideRegion, f64>,
     /// The participant the scan belongs to: calibration leaves out every subject of the same
     /// group (the subject's own name unless set, e.g. by [`u2ad_io::cohort::participant_group`]).
     pub group: String,
@@ -221,20 +223,29 @@ pub fn score_subject(
     let max_over_cord_rows = curve.values.iter().flatten().copied().reduce(f64::max);
 
     let mut eu_sums: BTreeMap<DiscLevel, (f64, usize)> = BTreeMap::new();
+    let mut outside_eu_sums: BTreeMap<OutsideRegion, (f64, usize)> = BTreeMap::new();
     for &index in &curve.slices_used {
         let slice = &slices[index];
         let Some(eu) = slice.eu else { continue };
         for (row, &code) in row_segment.iter().enumerate() {
-            let Some(level) = DiscLevel::from_code(code) else { continue };
             let span = row * shape.cols..(row + 1) * shape.cols;
-            for (&value, _) in eu[span.clone()].iter().zip(&slice.cord_eroded[span]).filter(|(_, &m)| m != 0) {
-                let entry = eu_sums.entry(level).or_insert((0.0, 0));
+            let values = || eu[span.clone()].iter().zip(&slice.cord_eroded[span.clone()]).filter(|(_, &m)| m != 0);
+            let entry = match DiscLevel::from_code(code) {
+                Some(level) => eu_sums.entry(level).or_insert((0.0, 0)),
+                None => match OutsideRegion::ALL.into_iter().find(|r| r.holds(row, row_segment)) {
+                    Some(region) => outside_eu_sums.entry(region).or_insert((0.0, 0)),
+                    None => continue,
+                },
+            };
+            for (&value, _) in values() {
                 entry.0 += f64::from(value);
                 entry.1 += 1;
             }
         }
     }
-    let segment_mean_eu = eu_sums.into_iter().map(|(level, (sum, n))| (level, sum / n as f64)).collect();
+    let segment_mean_eu = eu_sums.into_iter().filter(|(_, (_, n))| *n > 0).map(|(level, (sum, n))| (level, sum / n as f64)).collect();
+    let outside_mean_eu =
+        outside_eu_sums.into_iter().filter(|(_, (_, n))| *n > 0).map(|(region, (sum, n))| (region, sum / n as f64)).collect();
 
     SubjectScores {
         subject: subject.to_string(),
@@ -246,6 +257,7 @@ pub fn score_subject(
         max_over_cord_rows,
         position_origin,
         segment_mean_eu,
+        outside_mean_eu,
     }
 }
 
@@ -330,6 +342,9 @@ mod tests {
         close(scores.segment_mean_eu[&DiscLevel::C3C4], 0.007020000026871761, 1e-9);
         close(scores.segment_mean_eu[&DiscLevel::C4C5], 0.010020000052948792, 1e-9);
         assert!(!scores.segment_mean_eu.contains_key(&DiscLevel::C5C6));
+        // Row 1 above the levels (sample 0 only), rows 10-11 below them (3 + 4 pixels).
+        close(scores.outside_mean_eu[&OutsideRegion::AboveLevels], 0.0022, 1e-9);
+        close(scores.outside_mean_eu[&OutsideRegion::BelowLevels], 0.0886 / 7.0, 1e-9);
     }
 
     #[test]

@@ -125,6 +125,7 @@ pub(super) fn cohort_fixture() -> Vec<SubjectScores> {
                 max_over_cord_rows: patient_score,
                 position_origin: Some(PositionOrigin::C2C3UpperEnd { row_px: 0 }),
                 segment_mean_eu: DiscLevel::ALL.into_iter().zip(eus.iter().copied()).collect(),
+                outside_mean_eu: Default::default(),
             }
         })
         .collect()

@@ -85,14 +85,19 @@ pub(super) fn report_subject(folder: &CohortFolder<'_>, called: &CalledSubject<'
     if !calls.out_of_fov.is_empty() {
         notes.push(format!("out of the field of view (or no cord seen): {}", calls.out_of_fov.join(", ")));
     }
-    for s in &decision.segments {
-        if let SegmentCall::Indeterminate(reason) = s.call {
+    let places = decision
+        .segments
+        .iter()
+        .map(|s| (s.level.name().to_string(), s.call))
+        .chain(decision.outside_levels.iter().map(|r| (format!("the cord {}", r.region.name()), r.call)));
+    for (place, call) in places {
+        if let SegmentCall::Indeterminate(reason) = call {
             let why = match reason {
                 IndeterminateReason::HighEpistemicUncertainty => "epistemic uncertainty above the cohort's limit",
                 IndeterminateReason::TooFewReferenceValues => "too few reference scores to calibrate a threshold",
                 IndeterminateReason::ReferenceWithoutSpread => "the reference scores do not vary, so no threshold can be calibrated",
             };
-            notes.push(format!("{} indeterminate: {why}", s.level.name()));
+            notes.push(format!("{place} indeterminate: {why}"));
         }
     }
     for region in decision.outside_levels.iter().filter(|r| r.call == SegmentCall::Positive) {

@@ -200,12 +200,20 @@ fn reference_values<'a>(
     pooling: LevelPooling,
     value: impl Fn(&SubjectScores, DiscLevel) -> Option<f64>,
 ) -> Vec<f64> {
+    match pooling {
+        LevelPooling::PerLevel => others.filter_map(|other| value(other, level)).collect(),
+        LevelPooling::Pooled => every_level(others, value),
+    }
+}
+
+/// `value` of every level of the `others`, subject by subject (the pooled reference).
+fn every_level<'a>(
+    others: impl Iterator<Item = &'a SubjectScores>,
+    value: impl Fn(&SubjectScores, DiscLevel) -> Option<f64>,
+) -> Vec<f64> {
     let mut values = Vec::new();
     for other in others {
-        match pooling {
-            LevelPooling::PerLevel => values.extend(value(other, level)),
-            LevelPooling::Pooled => values.extend(DiscLevel::ALL.into_iter().filter_map(|l| value(other, l))),
-        }
+        values.extend(DiscLevel::ALL.into_iter().filter_map(|l| value(other, l)));
     }
     values
 }
@@ -297,7 +305,7 @@ pub fn call_cohort(cohort: &[SubjectScores], config: &CallConfig) -> Result<Vec<
                     let mean_eu = subject.outside_mean_eu.get(&outside.region).copied();
                     let reference: Vec<f64> = match config.pooling {
                         // One scale for the patient's maximum: the levels' own reference.
-                        LevelPooling::Pooled => others().flat_map(|o| DiscLevel::ALL.into_iter().filter_map(move |l| score_of(o, l))).collect(),
+                        LevelPooling::Pooled => every_level(others(), score_of),
                         LevelPooling::PerLevel => others()
                             .flat_map(|o| o.outside_levels.iter().filter(|r| r.region == outside.region).map(|r| r.score))
                             .collect(),
@@ -323,7 +331,7 @@ pub fn call_cohort(cohort: &[SubjectScores], config: &CallConfig) -> Result<Vec<
                     let (threshold, z) = calibrated.unwrap_or((None, None));
                     // The same EU gate as the levels', on the same reference EU.
                     let eu_reference = || match config.pooling {
-                        LevelPooling::Pooled => others().flat_map(|o| DiscLevel::ALL.into_iter().filter_map(move |l| eu_of(o, l))).collect(),
+                        LevelPooling::Pooled => every_level(others(), eu_of),
                         LevelPooling::PerLevel => others().filter_map(|o| o.outside_mean_eu.get(&outside.region).copied()).collect(),
                     };
                     let (eu_limit, withheld) = uncertainty_gate(config, mean_eu, eu_reference, z, z_threshold);

@@ -143,7 +143,8 @@ fn the_cord_outside_the_levels_has_the_levels_eu_gate() {
     let gate = |margin: f64| CallConfig { uncertainty_gate: UncertaintyGate::NearThreshold { z: 3.0, margin }, ..ungated };
     let near = &call_cohort(&cohort, &gate(over + 0.01)).unwrap()[0];
     let limit = near.outside_levels[0].eu_limit.unwrap();
-    assert!(10.0 * highest_eu > limit && limit >= near.segments[0].eu_limit.unwrap() - 1e-15);
+    assert!(10.0 * highest_eu > limit);
+    assert_eq!(Some(limit), near.segments[0].eu_limit, "the levels' EU limit");
     assert_eq!(near.outside_levels[0].call, HIGH_EU);
     assert_ne!(near.patient_call, PatientCall::Positive, "its levels are not positive either");
     let far = &call_cohort(&cohort, &gate(over - 0.01)).unwrap()[0];

@@ -224,28 +224,31 @@ pub fn score_subject(
 
     let mut eu_sums: BTreeMap<DiscLevel, (f64, usize)> = BTreeMap::new();
     let mut outside_eu_sums: BTreeMap<OutsideRegion, (f64, usize)> = BTreeMap::new();
+    let outside_of_row: Vec<Option<OutsideRegion>> =
+        (0..shape.rows).map(|row| OutsideRegion::ALL.into_iter().find(|r| r.holds(row, row_segment))).collect();
     for &index in &curve.slices_used {
         let slice = &slices[index];
         let Some(eu) = slice.eu else { continue };
         for (row, &code) in row_segment.iter().enumerate() {
             let span = row * shape.cols..(row + 1) * shape.cols;
-            let values = || eu[span.clone()].iter().zip(&slice.cord_eroded[span.clone()]).filter(|(_, &m)| m != 0);
-            let entry = match DiscLevel::from_code(code) {
-                Some(level) => eu_sums.entry(level).or_insert((0.0, 0)),
-                None => match OutsideRegion::ALL.into_iter().find(|r| r.holds(row, row_segment)) {
-                    Some(region) => outside_eu_sums.entry(region).or_insert((0.0, 0)),
-                    None => continue,
-                },
+            let mut values =
+                eu[span.clone()].iter().zip(&slice.cord_eroded[span]).filter(|(_, &m)| m != 0).map(|(&v, _)| f64::from(v)).peekable();
+            if values.peek().is_none() {
+                continue;
+            }
+            let entry = match (DiscLevel::from_code(code), outside_of_row[row]) {
+                (Some(level), _) => eu_sums.entry(level).or_insert((0.0, 0)),
+                (None, Some(region)) => outside_eu_sums.entry(region).or_insert((0.0, 0)),
+                (None, None) => continue,
             };
-            for (&value, _) in values() {
-                entry.0 += f64::from(value);
+            for value in values {
+                entry.0 += value;
                 entry.1 += 1;
             }
         }
     }
-    let segment_mean_eu = eu_sums.into_iter().filter(|(_, (_, n))| *n > 0).map(|(level, (sum, n))| (level, sum / n as f64)).collect();
-    let outside_mean_eu =
-        outside_eu_sums.into_iter().filter(|(_, (_, n))| *n > 0).map(|(region, (sum, n))| (region, sum / n as f64)).collect();
+    let segment_mean_eu = eu_sums.into_iter().map(|(level, (sum, n))| (level, sum / n as f64)).collect();
+    let outside_mean_eu = outside_eu_sums.into_iter().map(|(region, (sum, n))| (region, sum / n as f64)).collect();
 
     SubjectScores {
         subject: subject.to_string(),

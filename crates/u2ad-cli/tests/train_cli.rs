@@ -303,4 +303,17 @@ fn a_killed_run_resumes_to_the_same_weights() {
         std::fs::read_to_string(d.join("uncertainty.csv")).unwrap().lines().map(|l| l.rsplit_once(',').unwrap().0.to_string()).collect()
     };
     assert_eq!(uncertainty(&killed_adapt), uncertainty(&whole_adapt));
+
+    // Resuming a finished run trains nothing and leaves its model file and sidecar byte for
+    // byte as they were (the file's hash names the model in detection's sidecars and caches),
+    // though the command line recorded in the provenance would differ.
+    let finished = |d: &Path| [std::fs::read(d.join("model.safetensors")).unwrap(), std::fs::read(d.join("model.json")).unwrap()];
+    let before = finished(&whole_adapt);
+    ok(&u2ad(&refs(&run("adapt", &whole_adapt, &["--model", &model, "--resume"]))));
+    assert_eq!(finished(&whole_adapt), before);
+    // A different model in its place is replaced.
+    let other = killed.join("model.safetensors");
+    std::fs::copy(&other, whole_adapt.join("model.safetensors")).unwrap();
+    ok(&u2ad(&refs(&run("adapt", &whole_adapt, &["--model", &model, "--resume"]))));
+    assert_eq!(tensors(&whole_adapt.join("model.safetensors")), tensors(&killed_adapt.join("model.safetensors")));
 }

@@ -72,6 +72,26 @@ pub fn save_model<B: Backend>(
     })
 }
 
+/// Whether the file at `path` already holds exactly this model: a sealed u2ad model file whose
+/// recorded tensor hash (configuration and weights) equals `model`'s, whatever its provenance
+/// says. A training run whose result is already on disk (a finished run resumed, or the same
+/// run again) leaves that file as it is, so the file hash that names the model in sidecars and
+/// detection caches does not change. An unreadable or unsealed file is not the same model.
+pub fn holds_model<B: Backend>(model: &MaskedAutoencoder<B>, config: &ModelConfig, path: &Path) -> Result<bool, InteropError> {
+    let Some(on_disk) = recorded_tensor_hash(path) else { return Ok(false) };
+    let probe = u2ad_io::staging::temporary_sibling(path).map_err(|e| error(path, e.to_string()))?;
+    let saved = save_model(model, config, &Value::Null, &probe).map(|()| recorded_tensor_hash(&probe));
+    let _ = std::fs::remove_file(&probe);
+    Ok(saved? == Some(on_disk))
+}
+
+/// The tensor hash recorded in a model file's metadata, if the file reads as a sealed model.
+fn recorded_tensor_hash(path: &Path) -> Option<String> {
+    let bytes = std::fs::read(path).ok()?;
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).ok()?;
+    header.metadata().as_ref()?.get(TENSOR_HASH_KEY).cloned()
+}
+
 /// Splits a safetensors file into its header JSON and its tensor bytes.
 fn split_safetensors<'a>(bytes: &'a [u8], path: &Path) -> Result<(&'a [u8], &'a [u8]), InteropError> {
     let damaged = || error(path, "not a safetensors model file (its header is damaged or the file is truncated)");

@@ -132,8 +132,8 @@ fn run_on<B: AutodiffBackend>(args: AdaptArgs, context: &Context, device: &B::De
             "pretrained_dataset": info.provenance.get("dataset"),
         }),
     );
-    let model_path = common::write_outputs(&args.out, &data, &config, &outcome, provenance, seconds)?;
-    common::report(context, &model_path, total - outcome.resumed_at, seconds);
+    let model = common::write_outputs(&args.out, &data, &config, &outcome, provenance, seconds)?;
+    common::report(context, &model, total - outcome.resumed_at, seconds);
     Ok(())
 }
 

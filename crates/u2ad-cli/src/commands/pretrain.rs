@@ -82,8 +82,8 @@ fn run_on<B: AutodiffBackend>(args: PretrainArgs, context: &Context, device: &B:
     let outcome = outcome?;
     let seconds = started.elapsed().as_secs_f64();
     let provenance = common::provenance("pretrain", &data, &config, config.pretraining.epochs, json!({}));
-    let model_path = common::write_outputs(&args.out, &data, &config, &outcome, provenance, seconds)?;
-    common::report(context, &model_path, config.pretraining.epochs - outcome.resumed_at, seconds);
+    let model = common::write_outputs(&args.out, &data, &config, &outcome, provenance, seconds)?;
+    common::report(context, &model, config.pretraining.epochs - outcome.resumed_at, seconds);
     Ok(())
 }
 

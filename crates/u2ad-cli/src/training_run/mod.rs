@@ -18,7 +18,7 @@ use crate::commands::run_args::DeviceArg;
 use crate::sidecar::command_line;
 
 pub use observer::ProgressObserver;
-pub use outputs::write_outputs;
+pub use outputs::{write_outputs, ModelOutput};
 
 /// Name of the resolved configuration inside a run folder.
 pub const CONFIG_FILE: &str = "config.toml";
@@ -131,8 +131,13 @@ pub fn provenance(kind: &str, data: &LoadedData, config: &TrainingConfig, epochs
 }
 
 /// Prints the end-of-run summary.
-pub fn report(context: &Context, model_path: &Path, outcome_epochs: usize, seconds: f64) {
-    if !context.quiet {
-        eprintln!("trained {outcome_epochs} epochs in {seconds:.0} s; wrote {}", model_path.display());
+pub fn report(context: &Context, model: &ModelOutput, outcome_epochs: usize, seconds: f64) {
+    if context.quiet {
+        return;
+    }
+    if model.written {
+        eprintln!("trained {outcome_epochs} epochs in {seconds:.0} s; wrote {}", model.path.display());
+    } else {
+        eprintln!("trained {outcome_epochs} epochs in {seconds:.0} s; {} already holds this model, left as it was", model.path.display());
     }
 }

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use u2ad_model::checkpoint::UncertaintyMaps;
 use u2ad_model::records::{History, Stage};
 use u2ad_model::train::{example_reconstruction, ExampleReconstruction};
-use u2ad_model::{save_model, PatchGrid, TrainingConfig, TrainingOutcome};
+use u2ad_model::{holds_model, save_model, PatchGrid, TrainingConfig, TrainingOutcome};
 use u2ad_report::training_figures::{self, EpochLoss, ReconstructionExample, RefreshMeans, TrainingCurves, TrainingStage};
 use u2ad_report::FigureError;
 
@@ -30,8 +30,16 @@ pub fn figure_sample(data: &LoadedData) -> usize {
         .unwrap_or(0)
 }
 
-/// Writes the model file, its sidecar, the training figure and the example figures. Returns
-/// the model path.
+/// The model file a run left, and whether this call wrote it.
+pub struct ModelOutput {
+    pub path: PathBuf,
+    /// False when the folder already held this very model ([`holds_model`]: a finished run
+    /// resumed, or the same run again): the file and its sidecar were left as they were.
+    pub written: bool,
+}
+
+/// Writes the model file and its sidecar (unless the folder already holds this model), the
+/// training figure and the example figures.
 pub fn write_outputs<B: AutodiffBackend>(
     out: &Path,
     data: &LoadedData,
@@ -39,23 +47,26 @@ pub fn write_outputs<B: AutodiffBackend>(
     outcome: &TrainingOutcome<B>,
     provenance: Value,
     seconds: f64,
-) -> anyhow::Result<PathBuf> {
+) -> anyhow::Result<ModelOutput> {
     let model = outcome.model.valid();
     let model_path = out.join(MODEL_FILE);
-    save_model(&model, &config.model, &provenance, &model_path)?;
-    let last = outcome.history.epochs.last();
-    write_sidecar(
-        &model_path,
-        json!({
-            "Description": "u2ad trained model (weights, model configuration and provenance inside)",
-            "Provenance": provenance,
-            "TrainingSamples": data.set.len(),
-            "SkippedSamples": data.set.skipped.len(),
-            "FinalLoss": last.map(|r| r.loss),
-            "WallSeconds": seconds,
-            "ResumedAfterEpoch": outcome.resumed_at,
-        }),
-    )?;
+    let written = !holds_model(&model, &config.model, &model_path)?;
+    if written {
+        save_model(&model, &config.model, &provenance, &model_path)?;
+        let last = outcome.history.epochs.last();
+        write_sidecar(
+            &model_path,
+            json!({
+                "Description": "u2ad trained model (weights, model configuration and provenance inside)",
+                "Provenance": provenance,
+                "TrainingSamples": data.set.len(),
+                "SkippedSamples": data.set.skipped.len(),
+                "FinalLoss": last.map(|r| r.loss),
+                "WallSeconds": seconds,
+                "ResumedAfterEpoch": outcome.resumed_at,
+            }),
+        )?;
+    }
     let training_png = out.join("training.png");
     let curves = training_curves(&outcome.history);
     write_figure(&training_png, |tmp| training_figures::training_figure(&curves, tmp))?;
@@ -66,7 +77,7 @@ pub fn write_outputs<B: AutodiffBackend>(
     if let Some(maps) = &outcome.maps {
         uncertainty_figure(out, data, maps, k, &title)?;
     }
-    Ok(model_path)
+    Ok(ModelOutput { path: model_path, written })
 }
 
 fn uncertainty_figure(out: &Path, data: &LoadedData, maps: &UncertaintyMaps, k: usize, title: &str) -> anyhow::Result<()> {

@@ -43,11 +43,18 @@ pub(super) fn calibration(calls: &CallConfig, subjects: usize, decisions: &[Subj
                      the levels against all of them)"
                 }
             };
+            let outside = match calls.pooling {
+                LevelPooling::PerLevel => "",
+                LevelPooling::Pooled => {
+                    "; the cord above and below the levels on the same threshold after subtracting how much higher that \
+                     region scores than the levels of the same subject (median over the other subjects, never below 0)"
+                }
+            };
             let text = format!(
                 "cohort-calibrated, leave-one-participant-out: threshold = median + z x 1.4826 x MAD of {pooling}{reference} \
                  (never another scan of the same participant; scores of exactly 0 counted apart, the median and MAD taken \
                  on the scores above 0), target false-positive rate {target_false_positive_rate} \
-                 {scope}, at least {} reference scores",
+                 {scope}, at least {} reference scores{outside}",
                 calls.min_reference_values
             );
             let mut warnings = Vec::new();

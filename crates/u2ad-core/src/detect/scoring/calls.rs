@@ -9,7 +9,7 @@ use super::segments::{SegmentScore, SubjectScores};
 use super::ScoringError;
 use crate::levels::DiscLevel;
 use super::reference_null::{NullFit, ReferenceNull};
-use crate::stats::{inverse_normal_cdf, percentile, robust_upper_limit};
+use crate::stats::{inverse_normal_cdf, median, percentile, robust_upper_limit};
 
 /// Which reference values calibrate a segment's threshold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -191,7 +191,40 @@ pub struct RegionDecision {
     pub mean_eu: Option<f64>,
     /// The EU above which the region is indeterminate, as a segment's.
     pub eu_limit: Option<f64>,
+    /// How much higher this region scores than the levels of the same subject, over the other
+    /// groups ([`outside_offset`]); subtracted before the levels' reference calibrates it (so
+    /// `threshold` holds it too). 0 with per-level pooling.
+    pub offset: f64,
     pub call: SegmentCall,
+}
+
+/// The fewest other subjects with both the region and levels scored that give a region its
+/// offset from the levels ([`outside_offset`]): a median of fewer is not a location.
+pub const MIN_OFFSET_SUBJECTS: usize = 3;
+
+/// How much higher `region` scores than the same subject's levels, over the `others`: the median,
+/// over the others that score the region, of its score minus the median of their own level
+/// scores; 0 when it is negative (a region is never made more sensitive than a level) or fewer
+/// than [`MIN_OFFSET_SUBJECTS`] others score it. The difference is taken within each subject, so a
+/// host whose whole map runs high does not move it: what remains is the anatomy and the
+/// model (the upper cord runs higher in the map than any level with some models), which the
+/// levels' reference knows nothing of.
+pub fn outside_offset<'a>(
+    others: impl Iterator<Item = &'a SubjectScores>,
+    region: OutsideRegion,
+    score_of: impl Fn(&SubjectScores, DiscLevel) -> Option<f64>,
+) -> f64 {
+    let differences: Vec<f64> = others
+        .filter_map(|other| {
+            let region_score = other.outside_levels.iter().find(|r| r.region == region)?.score;
+            let levels: Vec<f64> = DiscLevel::ALL.into_iter().filter_map(|l| score_of(other, l)).collect();
+            Some(region_score - median(&levels)?)
+        })
+        .collect();
+    if differences.len() < MIN_OFFSET_SUBJECTS {
+        return 0.0;
+    }
+    median(&differences).map_or(0.0, |m| m.max(0.0))
 }
 
 fn reference_values<'a>(
@@ -310,6 +343,11 @@ pub fn call_cohort(cohort: &[SubjectScores], config: &CallConfig) -> Result<Vec<
                             .flat_map(|o| o.outside_levels.iter().filter(|r| r.region == outside.region).map(|r| r.score))
                             .collect(),
                     };
+                    // The region's own offset from the levels, on the levels' scale.
+                    let offset = match (config.threshold, config.pooling) {
+                        (Threshold::Cohort { .. }, LevelPooling::Pooled) => outside_offset(others(), outside.region, score_of),
+                        _ => 0.0,
+                    };
                     // Every reference score, whatever `reference_scores` says: the cord's ends carry
                     // bright spots the levels do not (module docs, section 4).
                     let calibrated = match (config.threshold, test_rate.zip(z_threshold)) {
@@ -317,11 +355,11 @@ pub fn call_cohort(cohort: &[SubjectScores], config: &CallConfig) -> Result<Vec<
                         (_, Some((test_rate, z_cut))) => {
                             match ReferenceNull::fit(&reference, test_rate, z_cut, false, config.min_reference_values) {
                                 NullFit::Fitted(null) => {
-                                    Some((Some(null.threshold(test_rate, z_cut)), Some(null.z(outside.score))))
+                                    Some((Some(null.threshold(test_rate, z_cut) + offset), Some(null.z(outside.score - offset))))
                                 }
                                 NullFit::WithoutSpread => {
                                     let call = SegmentCall::Indeterminate(IndeterminateReason::ReferenceWithoutSpread);
-                                    return RegionDecision { region: outside.region, score: outside.score, z: None, threshold: None, mean_eu, eu_limit: None, call };
+                                    return RegionDecision { region: outside.region, score: outside.score, z: None, threshold: None, mean_eu, eu_limit: None, offset, call };
                                 }
                                 NullFit::TooFew => None,
                             }
@@ -341,7 +379,7 @@ pub fn call_cohort(cohort: &[SubjectScores], config: &CallConfig) -> Result<Vec<
                         Some(t) if outside.score > t => SegmentCall::Positive,
                         Some(_) => SegmentCall::Negative,
                     };
-                    RegionDecision { region: outside.region, score: outside.score, z, threshold, mean_eu, eu_limit, call }
+                    RegionDecision { region: outside.region, score: outside.score, z, threshold, mean_eu, eu_limit, offset, call }
                 })
                 .collect();
             let indeterminate_segments =

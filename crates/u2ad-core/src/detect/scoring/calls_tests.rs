@@ -155,6 +155,64 @@ fn the_cord_outside_the_levels_has_the_levels_eu_gate() {
 }
 
 #[test]
+fn the_cord_outside_the_levels_is_offset_by_how_much_it_exceeds_the_levels_elsewhere() {
+    use crate::scoring::{OutsideRegion, OutsideScore};
+    use crate::stats::median;
+    let level_median = |subject: &SubjectScores| {
+        median(&DiscLevel::ALL.into_iter().filter_map(|l| subject.segment(l).and_then(SegmentScore::score)).collect::<Vec<_>>()).unwrap()
+    };
+    // Every subject's upper cord runs 0.02 above its own levels' median (a region the model
+    // reconstructs worse than any level), sub-01's by 0.02 + `lesion`.
+    let with_upper = |lesion: f64| {
+        let mut cohort = cohort_fixture();
+        for (i, subject) in cohort.iter_mut().enumerate() {
+            let score = level_median(subject) + 0.02 + if i == 0 { lesion } else { 0.0 };
+            subject.outside_levels = vec![OutsideScore { region: OutsideRegion::AboveLevels, score, peak_slice: 0, peak_row_px: 0 }];
+        }
+        cohort
+    };
+    let pooled = CallConfig {
+        min_reference_values: 3,
+        pooling: LevelPooling::Pooled,
+        uncertainty_gate: UncertaintyGate::Off,
+        reference_scores: ReferenceScores::All,
+        ..CallConfig::default()
+    };
+    let decisions = call_cohort(&with_upper(0.0), &pooled).unwrap();
+    let (decision, above) = (&decisions[0], &decisions[0].outside_levels[0]);
+    close(above.offset, 0.02, 1e-12);
+    // The levels' threshold moved up by the offset, and the z of the score less the offset.
+    close(above.threshold.unwrap(), decision.segments[0].threshold.unwrap() + 0.02, 1e-12);
+    let mut moved = with_upper(0.0);
+    moved[0].outside_levels[0].score -= 0.02;
+    for other in moved.iter_mut().skip(1) {
+        other.outside_levels.clear();
+    }
+    let plain = &call_cohort(&moved, &pooled).unwrap()[0].outside_levels[0];
+    assert_eq!(plain.offset, 0.0, "no other subject scores the region");
+    close(above.z.unwrap(), plain.z.unwrap(), 1e-12);
+    assert_eq!(above.call, NEGATIVE);
+    // A lesion there still stands out from the levels by as much as on a level.
+    let lesion = &call_cohort(&with_upper(0.05), &pooled).unwrap()[0];
+    assert_eq!((lesion.outside_levels[0].call, lesion.patient_call), (POSITIVE, PatientCall::Positive));
+    // Fewer than three other subjects scoring the region: no offset.
+    let mut few = with_upper(0.0);
+    for other in few.iter_mut().skip(3) {
+        other.outside_levels.clear();
+    }
+    assert_eq!(call_cohort(&few, &pooled).unwrap()[0].outside_levels[0].offset, 0.0);
+    // A region that scores below the levels elsewhere is not made more sensitive than a level.
+    let mut lower = with_upper(0.0);
+    for subject in lower.iter_mut() {
+        subject.outside_levels[0].score -= 0.04;
+    }
+    assert_eq!(call_cohort(&lower, &pooled).unwrap()[0].outside_levels[0].offset, 0.0);
+    // Per-level pooling calibrates the region on the same region of the others: no offset.
+    let per_level = CallConfig { pooling: LevelPooling::PerLevel, ..pooled };
+    assert_eq!(call_cohort(&with_upper(0.0), &per_level).unwrap()[0].outside_levels[0].offset, 0.0);
+}
+
+#[test]
 fn a_reference_that_does_not_vary_calibrates_nothing() {
     use crate::scoring::{OutsideRegion, OutsideScore};
     let mut cohort = cohort_fixture();

@@ -311,9 +311,28 @@ fn a_killed_run_resumes_to_the_same_weights() {
     let before = finished(&whole_adapt);
     ok(&u2ad(&refs(&run("adapt", &whole_adapt, &["--model", &model, "--resume"]))));
     assert_eq!(finished(&whole_adapt), before);
-    // A different model in its place is replaced.
+    // A lost sidecar is written again, the model file still left as it was.
+    std::fs::remove_file(whole_adapt.join("model.json")).unwrap();
+    ok(&u2ad(&refs(&run("adapt", &whole_adapt, &["--model", &model, "--resume"]))));
+    assert_eq!(finished(&whole_adapt)[0], before[0]);
+    let sidecar: serde_json::Value = serde_json::from_slice(&finished(&whole_adapt)[1]).unwrap();
+    let original: serde_json::Value = serde_json::from_slice(&before[1]).unwrap();
+    assert_eq!(sidecar["Provenance"], original["Provenance"], "the provenance of the model file kept");
+    // A different model in its place (the pretrained one) is replaced, and so is its sidecar.
     let other = killed.join("model.safetensors");
+    assert_ne!(tensors(&other), tensors(&killed_adapt.join("model.safetensors")));
     std::fs::copy(&other, whole_adapt.join("model.safetensors")).unwrap();
+    std::fs::copy(killed.join("model.json"), whole_adapt.join("model.json")).unwrap();
     ok(&u2ad(&refs(&run("adapt", &whole_adapt, &["--model", &model, "--resume"]))));
     assert_eq!(tensors(&whole_adapt.join("model.safetensors")), tensors(&killed_adapt.join("model.safetensors")));
+    let sidecar: serde_json::Value = serde_json::from_slice(&finished(&whole_adapt)[1]).unwrap();
+    assert_eq!(sidecar["Provenance"]["command"], "adapt");
+    // So is a damaged copy of the same model (one weight byte flipped; its header still says the same).
+    let path = whole_adapt.join("model.safetensors");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01;
+    std::fs::write(&path, &bytes).unwrap();
+    ok(&u2ad(&refs(&run("adapt", &whole_adapt, &["--model", &model, "--resume"]))));
+    assert_eq!(tensors(&path), tensors(&killed_adapt.join("model.safetensors")));
 }

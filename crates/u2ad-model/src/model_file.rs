@@ -85,11 +85,15 @@ pub fn holds_model<B: Backend>(model: &MaskedAutoencoder<B>, config: &ModelConfi
     Ok(saved? == Some(on_disk))
 }
 
-/// The tensor hash recorded in a model file's metadata, if the file reads as a sealed model.
+/// The tensor hash recorded in a model file's metadata, if the file reads as a sealed model whose
+/// configuration and tensor bytes still match it (a damaged file has none, so it is rewritten).
 fn recorded_tensor_hash(path: &Path) -> Option<String> {
     let bytes = std::fs::read(path).ok()?;
     let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).ok()?;
-    header.metadata().as_ref()?.get(TENSOR_HASH_KEY).cloned()
+    let metadata = header.metadata().as_ref()?;
+    let recorded = metadata.get(TENSOR_HASH_KEY)?;
+    let (_, tensors) = split_safetensors(&bytes, path).ok()?;
+    (*recorded == tensor_hash(metadata.get(CONFIG_KEY)?, tensors)).then(|| recorded.clone())
 }
 
 /// Splits a safetensors file into its header JSON and its tensor bytes.

@@ -46,8 +46,9 @@ pub(super) fn calibration(calls: &CallConfig, subjects: usize, decisions: &[Subj
             let outside = match calls.pooling {
                 LevelPooling::PerLevel => "",
                 LevelPooling::Pooled => {
-                    "; the cord above and below the levels on the same threshold after subtracting how much higher that \
-                     region scores than the levels of the same subject (median over the other subjects, never below 0)"
+                    "; the cord above and below the levels against the levels' threshold raised by that region's offset, \
+                     how much higher it scores than the levels of the same subject (the median over at least 3 other \
+                     subjects, never below 0)"
                 }
             };
             let text = format!(
@@ -108,11 +109,13 @@ pub(super) fn report_subject(folder: &CohortFolder<'_>, called: &CalledSubject<'
         }
     }
     for region in decision.outside_levels.iter().filter(|r| r.call == SegmentCall::Positive) {
+        let offset = if region.offset > 0.0 { format!(", which holds the region's offset {}", format_value(region.offset)) } else { String::new() };
         notes.push(format!(
-            "the cord {} is positive: score {} above its threshold {}{}",
+            "the cord {} is positive: score {} above its threshold {}{}{}",
             region.region.name(),
             format_value(region.score),
             region.threshold.map(format_value).unwrap_or_else(|| "none".into()),
+            offset,
             region.z.map(|z| format!(" (z {z:.2})")).unwrap_or_default()
         ));
     }

@@ -10,12 +10,12 @@ use serde_json::{json, Value};
 use u2ad_model::checkpoint::UncertaintyMaps;
 use u2ad_model::records::{History, Stage};
 use u2ad_model::train::{example_reconstruction, ExampleReconstruction};
-use u2ad_model::{holds_model, save_model, PatchGrid, TrainingConfig, TrainingOutcome};
+use u2ad_model::{holds_model, read_model_info, save_model, PatchGrid, TrainingConfig, TrainingOutcome};
 use u2ad_report::training_figures::{self, EpochLoss, ReconstructionExample, RefreshMeans, TrainingCurves, TrainingStage};
 use u2ad_report::FigureError;
 
 use super::{LoadedData, MODEL_FILE};
-use crate::sidecar::write_sidecar;
+use crate::sidecar::{sidecar_path, write_sidecar};
 
 /// The training sample shown in the figures: the one nearest the cord's mid-sagittal plane, of
 /// the first subject with a training sample. Returns its training-set position.
@@ -51,8 +51,17 @@ pub fn write_outputs<B: AutodiffBackend>(
     let model = outcome.model.valid();
     let model_path = out.join(MODEL_FILE);
     let written = !holds_model(&model, &config.model, &model_path)?;
-    if written {
+    // The provenance the sidecar must carry: this run's, or that of the model file left in place.
+    let provenance = if written {
         save_model(&model, &config.model, &provenance, &model_path)?;
+        Some(provenance)
+    } else {
+        let kept = read_model_info(&model_path)?.provenance;
+        // A sidecar lost, or left from another model (a run killed between the two writes), is written again.
+        let sidecar = std::fs::read(sidecar_path(&model_path)).ok().and_then(|b| serde_json::from_slice::<Value>(&b).ok());
+        (sidecar.as_ref().and_then(|s| s.get("Provenance")) != Some(&kept)).then_some(kept)
+    };
+    if let Some(provenance) = provenance {
         let last = outcome.history.epochs.last();
         write_sidecar(
             &model_path,

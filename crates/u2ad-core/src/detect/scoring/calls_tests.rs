@@ -112,12 +112,15 @@ fn the_cord_outside_the_levels_is_called_on_the_levels_scale_when_pooled() {
     assert_eq!(decisions[0].patient_z, above.z);
 
     // Pooled: against every level of the others (14 scores, 4 of them 0; the 10 above 0 have
-    // median 0.0185 and MAD 0.007): z = Φ⁻¹(1 - 10/14 x (1 - Φ((0.025 - 0.0185) / (1.4826 x 0.007)))).
+    // median 0.0185 and MAD 0.007), after the region's offset: the others' upper cord less their
+    // levels' median is 0.0030, 0.0041, -0.0148, 0.0088 and 0.0064, median 0.0041 (scipy):
+    // z = Φ⁻¹(1 - 10/14 x (1 - Φ((0.025 - 0.0041 - 0.0185) / (1.4826 x 0.007)))).
     let pooled = CallConfig { pooling: LevelPooling::Pooled, ..per_level };
     let decisions = call_cohort(&cohort, &pooled).unwrap();
     let above = &decisions[0].outside_levels[0];
-    close(above.z.unwrap(), 0.879068538945, 1e-8);
-    close(above.threshold.unwrap(), decisions[0].segments[0].threshold.unwrap(), 1e-15);
+    close(above.offset, 0.0041, 1e-12);
+    close(above.z.unwrap(), 0.5480532241512284, 1e-8);
+    close(above.threshold.unwrap(), decisions[0].segments[0].threshold.unwrap() + 0.0041, 1e-12);
     assert_eq!((above.call, decisions[0].patient_call), (NEGATIVE, PatientCall::Negative));
 }
 
@@ -161,12 +164,12 @@ fn the_cord_outside_the_levels_is_offset_by_how_much_it_exceeds_the_levels_elsew
     let level_median = |subject: &SubjectScores| {
         median(&DiscLevel::ALL.into_iter().filter_map(|l| subject.segment(l).and_then(SegmentScore::score)).collect::<Vec<_>>()).unwrap()
     };
-    // Every subject's upper cord runs 0.02 above its own levels' median (a region the model
-    // reconstructs worse than any level), sub-01's by 0.02 + `lesion`.
-    let with_upper = |lesion: f64| {
+    // Every subject's upper cord runs `excess` above its own levels' median (a region the model
+    // reconstructs worse than any level), sub-01's by `excess + lesion`.
+    let with_upper = |excess: f64, lesion: f64| {
         let mut cohort = cohort_fixture();
         for (i, subject) in cohort.iter_mut().enumerate() {
-            let score = level_median(subject) + 0.02 + if i == 0 { lesion } else { 0.0 };
+            let score = level_median(subject) + excess + if i == 0 { lesion } else { 0.0 };
             subject.outside_levels = vec![OutsideScore { region: OutsideRegion::AboveLevels, score, peak_slice: 0, peak_row_px: 0 }];
         }
         cohort
@@ -178,38 +181,48 @@ fn the_cord_outside_the_levels_is_offset_by_how_much_it_exceeds_the_levels_elsew
         reference_scores: ReferenceScores::All,
         ..CallConfig::default()
     };
-    let decisions = call_cohort(&with_upper(0.0), &pooled).unwrap();
+    // sub-01's levels: median 0.010; its threshold (every level of the others): about 0.040.
+    let decisions = call_cohort(&with_upper(0.04, 0.0), &pooled).unwrap();
     let (decision, above) = (&decisions[0], &decisions[0].outside_levels[0]);
-    close(above.offset, 0.02, 1e-12);
+    close(above.offset, 0.04, 1e-12);
     // The levels' threshold moved up by the offset, and the z of the score less the offset.
-    close(above.threshold.unwrap(), decision.segments[0].threshold.unwrap() + 0.02, 1e-12);
-    let mut moved = with_upper(0.0);
-    moved[0].outside_levels[0].score -= 0.02;
+    close(above.threshold.unwrap(), decision.segments[0].threshold.unwrap() + 0.04, 1e-12);
+    assert!(above.score > decision.segments[0].threshold.unwrap(), "above the levels' own threshold");
+    assert_eq!(above.call, NEGATIVE, "but not above its excess over the levels elsewhere");
+    let mut moved = with_upper(0.04, 0.0);
+    moved[0].outside_levels[0].score -= 0.04;
     for other in moved.iter_mut().skip(1) {
         other.outside_levels.clear();
     }
     let plain = &call_cohort(&moved, &pooled).unwrap()[0].outside_levels[0];
     assert_eq!(plain.offset, 0.0, "no other subject scores the region");
     close(above.z.unwrap(), plain.z.unwrap(), 1e-12);
-    assert_eq!(above.call, NEGATIVE);
     // A lesion there still stands out from the levels by as much as on a level.
-    let lesion = &call_cohort(&with_upper(0.05), &pooled).unwrap()[0];
+    let lesion = &call_cohort(&with_upper(0.04, 0.05), &pooled).unwrap()[0];
     assert_eq!((lesion.outside_levels[0].call, lesion.patient_call), (POSITIVE, PatientCall::Positive));
+    // A region below its offset sits in the reference's point mass at 0, as a level scoring 0
+    // does (4 of the 14 reference scores are 0), never above it.
+    let mut below = with_upper(0.04, 0.0);
+    below[0].outside_levels[0].score = 0.01;
+    let below = &call_cohort(&below, &pooled).unwrap()[0];
+    close(below.outside_levels[0].z.unwrap(), inverse_normal_cdf(4.0 / 14.0 / 2.0).unwrap(), 1e-12);
+    assert_eq!(below.outside_levels[0].call, NEGATIVE);
     // Fewer than three other subjects scoring the region: no offset.
-    let mut few = with_upper(0.0);
+    let mut few = with_upper(0.04, 0.0);
     for other in few.iter_mut().skip(3) {
         other.outside_levels.clear();
     }
     assert_eq!(call_cohort(&few, &pooled).unwrap()[0].outside_levels[0].offset, 0.0);
     // A region that scores below the levels elsewhere is not made more sensitive than a level.
-    let mut lower = with_upper(0.0);
-    for subject in lower.iter_mut() {
-        subject.outside_levels[0].score -= 0.04;
-    }
+    let lower = with_upper(-0.005, 0.0);
     assert_eq!(call_cohort(&lower, &pooled).unwrap()[0].outside_levels[0].offset, 0.0);
-    // Per-level pooling calibrates the region on the same region of the others: no offset.
+    // Per-level pooling calibrates the region on the same region of the others, and a fixed
+    // threshold is the same for every place: no offset.
     let per_level = CallConfig { pooling: LevelPooling::PerLevel, ..pooled };
-    assert_eq!(call_cohort(&with_upper(0.0), &per_level).unwrap()[0].outside_levels[0].offset, 0.0);
+    assert_eq!(call_cohort(&with_upper(0.04, 0.0), &per_level).unwrap()[0].outside_levels[0].offset, 0.0);
+    let fixed = CallConfig { threshold: Threshold::Fixed(0.03), ..pooled };
+    let fixed = &call_cohort(&with_upper(0.04, 0.0), &fixed).unwrap()[0].outside_levels[0];
+    assert_eq!((fixed.offset, fixed.threshold, fixed.call), (0.0, Some(0.03), POSITIVE));
 }
 
 #[test]

@@ -69,12 +69,14 @@ impl ReferenceNull {
 
     /// The score's z: Φ⁻¹(1 - P(reference score ≥ score)), within ±1e6. A score above 0 has tail
     /// probability (1 - zero share) x (1 - Φ((score - centre) / spread)); a score of 0 the mid-point
-    /// of the point mass, 1 - zero share / 2.
+    /// of the point mass, 1 - zero share / 2, and so does a score below 0 (a region's score less
+    /// its offset, `calls.rs`: every reference score lies above it), so that z never falls as the
+    /// score rises.
     pub(super) fn z(&self, score: f64) -> f64 {
         let z_above = (score - self.centre) / self.spread;
         let z = if self.zero_share == 0.0 {
             z_above
-        } else if score == 0.0 {
+        } else if score <= 0.0 {
             -inverse_normal_cdf(1.0 - self.zero_share / 2.0).expect("0 < zero share / 2 < 1")
         } else {
             let tail = (1.0 - self.zero_share) * normal_upper_tail(z_above);

@@ -204,7 +204,7 @@ pub const MIN_OFFSET_SUBJECTS: usize = 3;
 
 /// How much higher `region` scores than the same subject's levels, over the `others`: the median,
 /// over the others that score the region, of its score minus the median of their own level
-/// scores; 0 when it is negative (a region is never made more sensitive than a level) or fewer
+/// scores above 0; 0 when it is negative (a region is never made more sensitive than a level) or fewer
 /// than [`MIN_OFFSET_SUBJECTS`] others score it. The difference is taken within each subject, so a
 /// host whose whole map runs high does not move it: what remains is the anatomy and the
 /// model (the upper cord runs higher in the map than any level with some models), which the
@@ -217,7 +217,10 @@ pub fn outside_offset<'a>(
     let differences: Vec<f64> = others
         .filter_map(|other| {
             let region_score = other.outside_levels.iter().find(|r| r.region == region)?.score;
-            let levels: Vec<f64> = DiscLevel::ALL.into_iter().filter_map(|l| score_of(other, l)).collect();
+            // Its levels' scores above 0: the centre the reference is fitted on leaves the point
+            // mass at 0 apart too (reference_null.rs), and a subject with half its levels at 0
+            // would otherwise lend the region its whole score as an offset.
+            let levels: Vec<f64> = DiscLevel::ALL.into_iter().filter_map(|l| score_of(other, l)).filter(|&v| v > 0.0).collect();
             Some(region_score - median(&levels)?)
         })
         .collect();

@@ -112,15 +112,15 @@ fn the_cord_outside_the_levels_is_called_on_the_levels_scale_when_pooled() {
     assert_eq!(decisions[0].patient_z, above.z);
 
     // Pooled: against every level of the others (14 scores, 4 of them 0; the 10 above 0 have
-    // median 0.0185 and MAD 0.007), after the region's offset: the others' upper cord less their
-    // levels' median is 0.0030, 0.0041, -0.0148, 0.0088 and 0.0064, median 0.0041 (scipy):
-    // z = Φ⁻¹(1 - 10/14 x (1 - Φ((0.025 - 0.0041 - 0.0185) / (1.4826 x 0.007)))).
+    // median 0.0185 and MAD 0.007): z = Φ⁻¹(1 - 10/14 x (1 - Φ((0.025 - 0.0185) / (1.4826 x 0.007)))).
+    // The others' upper cord less the median of their levels above 0 is 0, -0.0354, -0.0148,
+    // 0.0023 and 0.0014: median 0, so no offset.
     let pooled = CallConfig { pooling: LevelPooling::Pooled, ..per_level };
     let decisions = call_cohort(&cohort, &pooled).unwrap();
     let above = &decisions[0].outside_levels[0];
-    close(above.offset, 0.0041, 1e-12);
-    close(above.z.unwrap(), 0.5480532241512284, 1e-8);
-    close(above.threshold.unwrap(), decisions[0].segments[0].threshold.unwrap() + 0.0041, 1e-12);
+    assert_eq!(above.offset, 0.0);
+    close(above.z.unwrap(), 0.879068538945, 1e-8);
+    close(above.threshold.unwrap(), decisions[0].segments[0].threshold.unwrap(), 1e-15);
     assert_eq!((above.call, decisions[0].patient_call), (NEGATIVE, PatientCall::Negative));
 }
 
@@ -162,10 +162,11 @@ fn the_cord_outside_the_levels_is_offset_by_how_much_it_exceeds_the_levels_elsew
     use crate::scoring::{OutsideRegion, OutsideScore};
     use crate::stats::median;
     let level_median = |subject: &SubjectScores| {
-        median(&DiscLevel::ALL.into_iter().filter_map(|l| subject.segment(l).and_then(SegmentScore::score)).collect::<Vec<_>>()).unwrap()
+        let above_zero = DiscLevel::ALL.into_iter().filter_map(|l| subject.segment(l).and_then(SegmentScore::score)).filter(|&v| v > 0.0);
+        median(&above_zero.collect::<Vec<_>>()).unwrap()
     };
-    // Every subject's upper cord runs `excess` above its own levels' median (a region the model
-    // reconstructs worse than any level), sub-01's by `excess + lesion`.
+    // Every subject's upper cord runs `excess` above the median of its own levels' scores above 0
+    // (a region the model reconstructs worse than any level), sub-01's by `excess + lesion`.
     let with_upper = |excess: f64, lesion: f64| {
         let mut cohort = cohort_fixture();
         for (i, subject) in cohort.iter_mut().enumerate() {
@@ -181,7 +182,7 @@ fn the_cord_outside_the_levels_is_offset_by_how_much_it_exceeds_the_levels_elsew
         reference_scores: ReferenceScores::All,
         ..CallConfig::default()
     };
-    // sub-01's levels: median 0.010; its threshold (every level of the others): about 0.040.
+    // sub-01's levels above 0: median 0.015; its threshold (every level of the others): about 0.040.
     let decisions = call_cohort(&with_upper(0.04, 0.0), &pooled).unwrap();
     let (decision, above) = (&decisions[0], &decisions[0].outside_levels[0]);
     close(above.offset, 0.04, 1e-12);

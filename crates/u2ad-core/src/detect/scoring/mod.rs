@@ -129,7 +129,7 @@
 //! scale, after the region's offset is subtracted from its score ([`outside_offset`]): the
 //! median, over the other groups' subjects scoring the region (at least
 //! [`MIN_OFFSET_SUBJECTS`]), of their region's score less the median of their own levels'
-//! scores, never below 0. Some adapted models map the upper cord (C1-C2 up to the brainstem)
+//! scores above 0, never below 0. Some adapted models map the upper cord (C1-C2 up to the brainstem)
 //! higher than any level in every host, by as much as a faint lesion: 3 of 9 lesion-free patients
 //! of the leave-host-out benchmark, and 3 of 5 in the demo, were called there. Taken within each
 //! subject the offset leaves out a host whose whole map runs high, and a lesion in the region

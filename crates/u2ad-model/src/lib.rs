@@ -77,7 +77,7 @@ pub use interop::{
 pub use loss::{reconstruction_loss, LossConfig, LossTerms, StructureWeight};
 pub use mae::{mask_tensor, patchify, unpatchify, MaskedAutoencoder, Reconstruction};
 pub use masking::{mask_patches, masked_count, MaskingError, MaskingInput, MaskingStrategy};
-pub use model_file::{holds_model, load_model, read_model_info, save_model, ModelInfo};
+pub use model_file::{held_model, load_model, read_model_info, save_model, ModelInfo};
 pub use mc::{mc_inference, McConfig, McMaps, McSchedule, McSlice};
 pub use sobel::edge_magnitude;
 pub use train::{adapt, pretrain, TrainError, TrainingConfig, TrainingObserver, TrainingOutcome, TrainingPlan, TrainingSet};

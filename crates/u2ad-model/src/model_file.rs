@@ -30,8 +30,16 @@ pub struct ModelInfo {
     pub provenance: Value,
     /// First 16 hex digits of the SHA-256 of the file (names the model in sidecars and caches).
     pub hash: String,
-    /// Whether the file carried a tensor hash (and it matched); files of u2ad before 0.x had none.
-    pub sealed: bool,
+    /// The SHA-256 (hex) of the configuration and tensor bytes recorded in the file, checked
+    /// against them on reading; `None` for files of u2ad before 0.x, which had none.
+    pub tensor_hash: Option<String>,
+}
+
+impl ModelInfo {
+    /// Whether the file carried a tensor hash (and it matched).
+    pub fn sealed(&self) -> bool {
+        self.tensor_hash.is_some()
+    }
 }
 
 fn error(path: &Path, detail: impl Into<String>) -> InteropError {
@@ -58,7 +66,7 @@ pub fn save_model<B: Backend>(
     provenance: &Value,
     path: &Path,
 ) -> Result<(), InteropError> {
-    let config_json = serde_json::to_string(config).expect("model config serialises");
+    let config_json = config_json(config);
     write_atomically(path, |tmp| {
         let mut store = SafetensorsStore::from_file(tmp)
             .overwrite(true)
@@ -72,28 +80,30 @@ pub fn save_model<B: Backend>(
     })
 }
 
-/// Whether the file at `path` already holds exactly this model: a sealed u2ad model file whose
-/// recorded tensor hash (configuration and weights) equals `model`'s, whatever its provenance
-/// says. A training run whose result is already on disk (a finished run resumed, or the same
-/// run again) leaves that file as it is, so the file hash that names the model in sidecars and
-/// detection caches does not change. An unreadable or unsealed file is not the same model.
-pub fn holds_model<B: Backend>(model: &MaskedAutoencoder<B>, config: &ModelConfig, path: &Path) -> Result<bool, InteropError> {
-    let Some(on_disk) = recorded_tensor_hash(path) else { return Ok(false) };
-    let probe = u2ad_io::staging::temporary_sibling(path).map_err(|e| error(path, e.to_string()))?;
-    let saved = save_model(model, config, &Value::Null, &probe).map(|()| recorded_tensor_hash(&probe));
-    let _ = std::fs::remove_file(&probe);
-    Ok(saved? == Some(on_disk))
+/// What the file at `path` says about itself, when it already holds exactly this model: a sealed
+/// u2ad model file whose recorded tensor hash (configuration and weights) equals `model`'s,
+/// whatever its provenance says. A training run whose result is already on disk (a finished run
+/// resumed, or the same run again) leaves that file as it is, so the file hash that names the
+/// model in sidecars and detection caches does not change. A missing, unreadable, damaged or
+/// unsealed file does not hold it (`None`). The model is serialised in memory to be hashed.
+pub fn held_model<B: Backend>(
+    model: &MaskedAutoencoder<B>,
+    config: &ModelConfig,
+    path: &Path,
+) -> Result<Option<ModelInfo>, InteropError> {
+    let Some(info) = read_model_info(path).ok().filter(ModelInfo::sealed) else { return Ok(None) };
+    let mut store = SafetensorsStore::from_bytes(None);
+    let serialised = |source| InteropError::Safetensors { path: path.display().to_string(), source };
+    model.save_into(&mut store).map_err(serialised)?;
+    let bytes = store.get_bytes().map_err(serialised)?;
+    let (_, tensors) = split_safetensors(&bytes, path)?;
+    let same = info.tensor_hash.as_deref() == Some(tensor_hash(&config_json(config), tensors).as_str());
+    Ok(same.then_some(info))
 }
 
-/// The tensor hash recorded in a model file's metadata, if the file reads as a sealed model whose
-/// configuration and tensor bytes still match it (a damaged file has none, so it is rewritten).
-fn recorded_tensor_hash(path: &Path) -> Option<String> {
-    let bytes = std::fs::read(path).ok()?;
-    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).ok()?;
-    let metadata = header.metadata().as_ref()?;
-    let recorded = metadata.get(TENSOR_HASH_KEY)?;
-    let (_, tensors) = split_safetensors(&bytes, path).ok()?;
-    (*recorded == tensor_hash(metadata.get(CONFIG_KEY)?, tensors)).then(|| recorded.clone())
+/// The model configuration as the file's metadata records it (and its tensor hash covers).
+fn config_json(config: &ModelConfig) -> String {
+    serde_json::to_string(config).expect("model config serialises")
 }
 
 /// Splits a safetensors file into its header JSON and its tensor bytes.
@@ -169,7 +179,7 @@ pub fn read_model_info(path: &Path) -> Result<ModelInfo, InteropError> {
     let config: ModelConfig =
         serde_json::from_str(config_json).map_err(|e| error(path, format!("model configuration: {e}")))?;
     let provenance = metadata.get(PROVENANCE_KEY).and_then(|p| serde_json::from_str(p).ok()).unwrap_or(Value::Null);
-    let sealed = match metadata.get(TENSOR_HASH_KEY) {
+    let recorded_hash = match metadata.get(TENSOR_HASH_KEY) {
         Some(recorded) => {
             let (_, tensors) = split_safetensors(&bytes, path)?;
             if *recorded != tensor_hash(config_json, tensors) {
@@ -178,12 +188,12 @@ pub fn read_model_info(path: &Path) -> Result<ModelInfo, InteropError> {
                     "the model file is damaged: its weights do not match the hash recorded when it was written (copy it again)",
                 ));
             }
-            true
+            Some(recorded.clone())
         }
-        None => false,
+        None => None,
     };
     check_finite(&bytes, path)?;
-    Ok(ModelInfo { config, provenance, hash: bytes_hash(&bytes), sealed })
+    Ok(ModelInfo { config, provenance, hash: bytes_hash(&bytes), tensor_hash: recorded_hash })
 }
 
 /// Builds the model described by the file and loads its weights.
@@ -246,7 +256,7 @@ mod tests {
     fn a_flipped_byte_in_the_weights_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = saved_tiny(dir.path());
-        assert!(read_model_info(&path).unwrap().sealed);
+        assert!(read_model_info(&path).unwrap().sealed());
         let mut bytes = std::fs::read(&path).unwrap();
         let last = bytes.len() - 3;
         bytes[last] ^= 0x10;
@@ -289,7 +299,7 @@ mod tests {
         let mut header = serde_json::to_vec(&header).unwrap();
         header.resize(header.len().div_ceil(8) * 8, b' ');
         std::fs::write(&path, [&(header.len() as u64).to_le_bytes()[..], &header, tensors].concat()).unwrap();
-        assert!(!read_model_info(&path).unwrap().sealed);
+        assert!(!read_model_info(&path).unwrap().sealed());
         load_model::<Flex>(&path, &Default::default()).unwrap();
     }
 

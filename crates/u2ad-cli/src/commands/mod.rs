@@ -26,7 +26,7 @@ pub fn load_checked_model<B: burn::tensor::backend::Backend>(
     device: &B::Device,
 ) -> anyhow::Result<(u2ad_model::MaskedAutoencoder<B>, u2ad_model::ModelInfo)> {
     let (model, info) = u2ad_model::load_model::<B>(path, device)?;
-    if !info.sealed {
+    if !info.sealed() {
         tracing::warn!("{}: the model file carries no weight hash (an older u2ad wrote it): damage to it cannot be detected", path.display());
     }
     Ok((model, info))

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use u2ad_model::checkpoint::UncertaintyMaps;
 use u2ad_model::records::{History, Stage};
 use u2ad_model::train::{example_reconstruction, ExampleReconstruction};
-use u2ad_model::{holds_model, read_model_info, save_model, PatchGrid, TrainingConfig, TrainingOutcome};
+use u2ad_model::{held_model, save_model, PatchGrid, TrainingConfig, TrainingOutcome};
 use u2ad_report::training_figures::{self, EpochLoss, ReconstructionExample, RefreshMeans, TrainingCurves, TrainingStage};
 use u2ad_report::FigureError;
 
@@ -33,7 +33,7 @@ pub fn figure_sample(data: &LoadedData) -> usize {
 /// The model file a run left, and whether this call wrote it.
 pub struct ModelOutput {
     pub path: PathBuf,
-    /// False when the folder already held this very model ([`holds_model`]: a finished run
+    /// False when the folder already held this very model ([`held_model`]: a finished run
     /// resumed, or the same run again): the file and its sidecar were left as they were.
     pub written: bool,
 }
@@ -50,16 +50,19 @@ pub fn write_outputs<B: AutodiffBackend>(
 ) -> anyhow::Result<ModelOutput> {
     let model = outcome.model.valid();
     let model_path = out.join(MODEL_FILE);
-    let written = !holds_model(&model, &config.model, &model_path)?;
+    let held = held_model(&model, &config.model, &model_path)?;
+    let written = held.is_none();
     // The provenance the sidecar must carry: this run's, or that of the model file left in place.
-    let provenance = if written {
-        save_model(&model, &config.model, &provenance, &model_path)?;
-        Some(provenance)
-    } else {
-        let kept = read_model_info(&model_path)?.provenance;
-        // A sidecar lost, or left from another model (a run killed between the two writes), is written again.
-        let sidecar = std::fs::read(sidecar_path(&model_path)).ok().and_then(|b| serde_json::from_slice::<Value>(&b).ok());
-        (sidecar.as_ref().and_then(|s| s.get("Provenance")) != Some(&kept)).then_some(kept)
+    let provenance = match held {
+        None => {
+            save_model(&model, &config.model, &provenance, &model_path)?;
+            Some(provenance)
+        }
+        Some(kept) => {
+            // A sidecar lost, or left from another model (a run killed between the two writes), is written again.
+            let sidecar = std::fs::read(sidecar_path(&model_path)).ok().and_then(|b| serde_json::from_slice::<Value>(&b).ok());
+            (sidecar.as_ref().and_then(|s| s.get("Provenance")) != Some(&kept.provenance)).then_some(kept.provenance)
+        }
     };
     if let Some(provenance) = provenance {
         let last = outcome.history.epochs.last();

@@ -174,11 +174,18 @@ pub(crate) mod tests {
         (0..SHAPE.rows).map(|r| if r < 6 { DiscLevel::C4C5.code() } else { DiscLevel::C5C6.code() }).collect()
     }
 
+    /// The pixels [`csf_partial_volume`] marks on one slice of this cord and image (ROI everywhere).
+    fn marked_as_csf(cord: &[u8], image: &[f32]) -> Vec<usize> {
+        let (roi, rows) = (vec![1u8; SHAPE.pixels()], rows());
+        let slices = [StackSlice { native_slice: 0, cord, roi: &roi, values: image, image, row_segment: &rows }];
+        let out = &csf_partial_volume(&slices, SHAPE)[0];
+        (0..SHAPE.pixels()).filter(|&p| out[p]).collect()
+    }
+
     #[test]
     fn csf_partial_volume_is_the_bright_cord_connected_to_the_csf() {
         // Cord: columns 2..=7; CSF: columns 0..=1 and 8..=9 (signal 4); cord signal 1.
         let cord = cord();
-        let roi = vec![1u8; SHAPE.pixels()];
         let mut image: Vec<f32> = (0..SHAPE.pixels()).map(|p| if (2..=7).contains(&(p % SHAPE.cols)) { 1.0 } else { 4.0 }).collect();
         // A CSF-bright tongue into the cord from the right CSF (row 3, columns 4..=7), and an
         // isolated lesion at twice and at four times the cord signal (rows 8 and 10, column 4).
@@ -187,15 +194,9 @@ pub(crate) mod tests {
         }
         image[8 * SHAPE.cols + 4] = 2.0;
         image[10 * SHAPE.cols + 4] = 4.0;
-        let rows = rows();
-        let slices = [StackSlice { native_slice: 0, cord: &cord, roi: &roi, values: &image, image: &image, row_segment: &rows }];
-        let out = &csf_partial_volume(&slices, SHAPE)[0];
-        let marked: Vec<usize> = (0..SHAPE.pixels()).filter(|&p| out[p]).collect();
-        assert_eq!(marked, (4..=7).map(|c| 3 * SHAPE.cols + c).collect::<Vec<_>>());
+        assert_eq!(marked_as_csf(&cord, &image), (4..=7).map(|c| 3 * SHAPE.cols + c).collect::<Vec<_>>());
         // No CSF brighter than the cord: nothing is taken out.
-        let flat = vec![1.0f32; SHAPE.pixels()];
-        let slices = [StackSlice { image: &flat, ..slices[0] }];
-        assert!(csf_partial_volume(&slices, SHAPE)[0].iter().all(|&o| !o));
+        assert!(marked_as_csf(&cord, &vec![1.0f32; SHAPE.pixels()]).is_empty());
     }
 
     #[test]
@@ -206,7 +207,6 @@ pub(crate) mod tests {
         // midpoint of cord and CSF signals, but connected to the CSF only through the cord's
         // edge, which is not CSF. A CSF-bright voxel of the mask touching the CSF (row 2) is still CSF.
         let cord: Vec<u8> = (0..SHAPE.pixels()).map(|p| u8::from((3..=6).contains(&(p % SHAPE.cols)))).collect();
-        let roi = vec![1u8; SHAPE.pixels()];
         let mut image: Vec<f32> = (0..SHAPE.pixels())
             .map(|p| match p % SHAPE.cols {
                 3..=6 => 1.0,
@@ -221,10 +221,6 @@ pub(crate) mod tests {
         }
         image[2 * SHAPE.cols + 6] = 3.5;
         image[2 * SHAPE.cols + 7] = 4.0;
-        let rows = rows();
-        let slices = [StackSlice { native_slice: 0, cord: &cord, roi: &roi, values: &image, image: &image, row_segment: &rows }];
-        let out = &csf_partial_volume(&slices, SHAPE)[0];
-        let marked: Vec<usize> = (0..SHAPE.pixels()).filter(|&p| out[p]).collect();
-        assert_eq!(marked, vec![2 * SHAPE.cols + 6]);
+        assert_eq!(marked_as_csf(&cord, &image), vec![2 * SHAPE.cols + 6]);
     }
 }
